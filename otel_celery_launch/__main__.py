@@ -1,0 +1,3 @@
+from otel_celery_launch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Celery instrumentation and the signal receivers that keep spans and show the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_celery_launch.bootstrap.diagnostics import logger, silence
+from otel_celery_launch.handoff import Plan
+
+
+def instrument_celery(plan: Plan) -> None:
+    from celery import signals
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    CeleryInstrumentor().instrument(skip_dep_check=True)
+    # Tutorial code calls instrument() itself; it is a no-op after ours, so its warning is noise.
+    silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
+
+    # Prefork children leave through os._exit, which skips atexit: flush before that.
+    signals.worker_process_shutdown.connect(_flush, weak=False)
+    if logger.isEnabledFor(10):  # DEBUG; connected after the instrumentation, so headers are filled in
+        signals.before_task_publish.connect(_log_inject, weak=False)
+        signals.task_prerun.connect(_log_extract, weak=False)
+
+
+def _flush(**_: Any) -> None:
+    from opentelemetry import trace
+
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is not None:
+        flush()
+
+
+def _log_inject(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    logger.debug("[celery] Injecting trace context into headers traceparent=%s", (headers or {}).get("traceparent"))
+
+
+def _log_extract(task: Any = None, **_: Any) -> None:
+    traceparent = getattr(getattr(task, "request", None), "traceparent", None)
+    logger.debug("[celery] Extracting trace context from headers traceparent=%s", traceparent)

@@ -1,0 +1,65 @@
+"""The tracer provider and the global propagators, installed from the plan."""
+
+from __future__ import annotations
+
+from otel_celery_launch.bootstrap.diagnostics import silence
+from otel_celery_launch.handoff import Plan
+
+
+def _sampler(plan: Plan):  # -> opentelemetry.sdk.trace.sampling.Sampler
+    from opentelemetry.sdk.trace import sampling
+
+    root = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "traceidratio": sampling.TraceIdRatioBased(plan.sampler_ratio),
+    }[plan.sampler.removeprefix("parentbased_")]
+    return sampling.ParentBased(root) if plan.sampler.startswith("parentbased_") else root
+
+
+def install_tracer_provider(plan: Plan) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider(resource=Resource.create(plan.resource), sampler=_sampler(plan))
+    if plan.exporter.protocol != "none":
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from otel_celery_launch.bootstrap.exporter import DeferredExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                DeferredExporter(plan.exporter),
+                max_queue_size=plan.batch.max_queue_size,
+                schedule_delay_millis=plan.batch.schedule_delay * 1000,
+                max_export_batch_size=plan.batch.max_export_batch_size,
+                export_timeout_millis=plan.batch.export_timeout * 1000,
+            )
+        )
+    trace.set_tracer_provider(provider)
+    # Tutorial code sets its own provider too; ours stays, so that refusal is expected, not news.
+    silence("opentelemetry.trace", "Overriding of current TracerProvider")
+
+
+def install_propagators(plan: Plan) -> None:
+    from opentelemetry.propagate import set_global_textmap
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    set_global_textmap(CompositePropagator([_propagator(name) for name in plan.propagators]))
+
+
+def _propagator(name: str):  # -> opentelemetry.propagators.textmap.TextMapPropagator
+    if name == "tracecontext":
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        return TraceContextTextMapPropagator()
+    if name == "baggage":
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+        return W3CBaggagePropagator()
+    from importlib.metadata import entry_points
+
+    (entry_point,) = entry_points(group="opentelemetry_propagator", name=name)
+    return entry_point.load()()
+

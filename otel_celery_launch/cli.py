@@ -1,0 +1,95 @@
+"""``otel-celery-launch``: validate settings, then exec the command with the bootstrap in place.
+
+Exit statuses: the command's own once it runs; 2 for bad usage or settings; 126 for a
+command that cannot be executed; 127 for one that is not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from otel_celery_launch import __version__
+
+USAGE_ERROR = 2
+PROG = "otel-celery-launch"
+_SETTING = "setting:"
+
+
+def _parser(check: bool) -> argparse.ArgumentParser:
+    from otel_celery_launch.settings.model import leaves
+    from otel_celery_launch.settings.sources import CONFIG_ENV_VAR, flag_name
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} check" if check else PROG,
+        usage=f"{PROG} check [--config FILE] [setting flags]"
+        if check
+        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--config FILE] [setting flags]",
+        description="Validate the settings and print them with the source of each value."
+        if check
+        else "Run COMMAND with OpenTelemetry tracing set up inside it before any of its code runs. "
+        "Settings come from flags, then OTEL_* environment variables, then the YAML file, then defaults.",
+    )
+    if not check:
+        parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--config", metavar="FILE", help=f"YAML settings file (or set {CONFIG_ENV_VAR})")
+    group = parser.add_argument_group("setting flags", "each overrides the same key from the environment and the file")
+    for leaf in leaves():
+        metavar = "K=V,..." if leaf.shape == "mapping" else "A,B,..." if leaf.shape == "list" else "VALUE"
+        group.add_argument(flag_name(leaf), dest=_SETTING + leaf.dotted, metavar=metavar, help=leaf.info.description)
+    return parser
+
+
+def _load(options: argparse.Namespace):  # -> LoadedSettings, or exits 2
+    from otel_celery_launch.settings.errors import SettingsError
+    from otel_celery_launch.settings.load import load_settings
+
+    flags = {
+        tuple(dest.removeprefix(_SETTING).split(".")): value
+        for dest, value in vars(options).items()
+        if dest.startswith(_SETTING) and value is not None
+    }
+    try:
+        return load_settings(os.environ, flags, options.config)
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR) from None
+
+
+def _check(argv: Sequence[str]) -> int:
+    from otel_celery_launch.settings.report import render_check
+
+    options = _parser(check=True).parse_args(argv)
+    print(render_check(_load(options)))
+    return 0
+
+
+def _run(argv: Sequence[str]) -> int:
+    from otel_celery_launch.launch.command import LaunchError, exec_command
+    from otel_celery_launch.launch.environment import child_environment
+    from otel_celery_launch.settings.resolve import build_plan
+
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = _parser(check=False)
+    options = parser.parse_args(argv[:split])
+    command = argv[split + 1 :]
+    if not command:
+        parser.error("no command given: put it after --, as in  otel-celery-launch -- celery -A tasks worker")
+    settings = _load(options).settings
+    plan = None if settings.disabled else build_plan(settings)
+    try:
+        exec_command(command, child_environment(os.environ, plan))
+    except LaunchError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return error.status
+    return 0  # not reached: exec replaced this process
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:
+        return _check(argv[1:])
+    return _run(argv)

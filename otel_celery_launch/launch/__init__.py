@@ -1,0 +1,1 @@
+"""Launch: find the command, prepare its environment, and become it."""

@@ -1,0 +1,29 @@
+"""The launched command's environment: the user's, plus the plan and the start-up hook."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from otel_celery_launch.handoff import ENV_VAR, Plan
+
+HOOK_DIR = str(Path(__file__).resolve().parent.parent / "bootstrap" / "site")
+
+
+def child_environment(environ: Mapping[str, str], plan: Plan | None) -> dict[str, str]:
+    """Without a plan (telemetry disabled) the hook and any inherited plan are taken out.
+
+    The user's PYTHONPATH is kept, after the hook directory; processes the command starts
+    inherit both, so ``celery multi`` workers are bootstrapped too.
+    """
+    env = dict(environ)
+    given = env.pop("PYTHONPATH", "")  # kept entry for entry: an empty entry means the working directory
+    user_paths = [entry for entry in given.split(os.pathsep) if entry != HOOK_DIR] if given else []
+    env.pop(ENV_VAR, None)
+    if plan is not None:
+        user_paths.insert(0, HOOK_DIR)
+        env[ENV_VAR] = plan.to_env()
+    if user_paths:
+        env["PYTHONPATH"] = os.pathsep.join(user_paths)
+    return env

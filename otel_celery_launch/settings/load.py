@@ -1,0 +1,97 @@
+"""Merge the sources, validate once, and explain every problem in the user's terms."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from otel_celery_launch.settings.errors import Problem, SettingsError
+from otel_celery_launch.settings.model import FieldPath, Settings
+from otel_celery_launch.settings.sources import (
+    CONFIG_ENV_VAR,
+    FlagSource,
+    OtelEnvSource,
+    TrackedSource,
+    YamlFileSource,
+)
+
+_SECRET_KEYS = frozenset({"headers"})
+_URL_CREDENTIALS = re.compile(r"(//)[^/@\s]+@")
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    origins: Mapping[FieldPath, str]
+    config_file: str | None
+
+    def origin(self, path: FieldPath) -> str:
+        return find_origin(self.origins, path) or "default"
+
+
+def find_origin(origins: Mapping[FieldPath, str], path: FieldPath) -> str | None:
+    """The source of a value, or of the nearest enclosing key that a source set."""
+    for end in range(len(path), 0, -1):
+        if path[:end] in origins:
+            return origins[path[:end]]
+    return None
+
+
+def load_settings(
+    environ: Mapping[str, str], flags: Mapping[FieldPath, str], config_file: str | None = None
+) -> LoadedSettings:
+    """Flags beat environment beat the YAML file beat defaults; raises :class:`SettingsError`."""
+    config_file = config_file or environ.get(CONFIG_ENV_VAR) or None
+    sources: list[TrackedSource] = [FlagSource(flags), OtelEnvSource(environ)]
+    if config_file:
+        sources.append(YamlFileSource(config_file, environ))
+    problems = [problem for source in sources for problem in source.problems]
+    origins: dict[FieldPath, str] = {}
+    for source in reversed(sources):
+        origins.update(source.origins)
+    try:
+        settings = Settings(_build_sources=(tuple(sources), {}))
+    except ValidationError as error:
+        problems += [_describe(detail, origins) for detail in error.errors()]
+    if problems:
+        raise SettingsError(problems)
+    return LoadedSettings(settings, origins, config_file)
+
+
+def redact(path: FieldPath, value: Any) -> str:
+    """How a value may be shown: secrets never, credentials in URLs masked."""
+    if _SECRET_KEYS.intersection(path):
+        return "'****'"
+    return _URL_CREDENTIALS.sub(r"\1****@", repr(value))
+
+
+def _describe(detail: ErrorDetails, origins: Mapping[FieldPath, str]) -> Problem:
+    path = tuple(str(part) for part in detail["loc"])
+    origin = find_origin(origins, path)
+    where = ".".join(path) + (f" ({origin})" if origin else "")
+    if detail["type"] == "extra_forbidden":
+        return Problem(where, _unknown_key(path))
+    message = detail["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if isinstance(detail["input"], (dict, list)) or detail["type"] == "missing":
+        return Problem(where, message)
+    return Problem(where, f"{message} (got {redact(path, detail['input'])})")
+
+
+def _unknown_key(path: FieldPath) -> str:
+    model: type[BaseModel] = Settings
+    for key in path[:-1]:
+        annotation = model.model_fields[key].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return "unknown key"
+        model = annotation
+    allowed = list(model.model_fields)
+    guess = difflib.get_close_matches(path[-1], allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {guess[0]!r}? " if guess else ""
+    return f"unknown key; {hint}allowed: {', '.join(allowed)}"

@@ -1,0 +1,139 @@
+"""The settings model: every key the launcher accepts, its default and what it allows.
+
+The YAML file mirrors this model key for key; environment variables and flags map onto
+the same paths (see :mod:`otel_celery_launch.settings.sources`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Literal, get_origin
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from otel_celery_launch.settings.types import Duration, Endpoint, ReadableFile, StrictBool
+
+BUILTIN_PROPAGATORS = ("tracecontext", "baggage")
+PROTOCOLS = ("grpc", "http/protobuf", "console", "none")
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+
+@cache
+def installed_propagators() -> tuple[str, ...]:
+    """Names usable in ``propagators``: the W3C pair plus any installed propagator package."""
+    from importlib.metadata import entry_points
+
+    extra = {ep.name for ep in entry_points(group="opentelemetry_propagator")}
+    return BUILTIN_PROPAGATORS + tuple(sorted(extra - set(BUILTIN_PROPAGATORS)))
+
+
+def _check_propagator(name: str) -> str:
+    if name not in BUILTIN_PROPAGATORS and name not in installed_propagators():
+        raise ValueError(f"is not an installed propagator; allowed: {', '.join(installed_propagators())}")
+    return name
+
+
+Propagator = Annotated[str, AfterValidator(_check_propagator)]
+
+
+class Section(BaseModel):
+    """A YAML mapping: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceSettings(Section):
+    name: str | None = Field(None, description="service.name resource attribute")
+    version: str | None = Field(None, description="service.version resource attribute")
+    environment: str | None = Field(None, description="deployment.environment.name resource attribute")
+    attributes: dict[str, str] = Field(default_factory=dict, description="further resource attributes")
+
+
+class ExporterSettings(Section):
+    protocol: Literal[PROTOCOLS] = Field(  # type: ignore[valid-type]
+        "grpc", description="where spans go: OTLP over gRPC or HTTP, stdout, or nowhere"
+    )
+    endpoint: Endpoint | None = Field(
+        None,
+        description="collector base URL; http/protobuf appends /v1/traces (default port 4317 grpc, 4318 http)",
+    )
+    traces_endpoint: Endpoint | None = Field(None, description="full traces URL, used as given; wins over endpoint")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="sent with every export; never printed")
+    timeout: Duration = Field(10.0, description="per-export timeout, e.g. 10s or 500ms")
+    compression: Literal["gzip", "none"] = Field("none", description="export compression")
+    insecure: StrictBool | None = Field(None, description="gRPC without TLS; default: true for http:// endpoints")
+    certificate: ReadableFile | None = Field(None, description="CA bundle (PEM) to verify the collector")
+
+
+class SamplerSettings(Section):
+    type: Literal[SAMPLERS] = Field("parentbased_always_on", description="which spans are kept")  # type: ignore[valid-type]
+    ratio: float = Field(1.0, ge=0.0, le=1.0, description="fraction kept by the traceidratio samplers")
+
+
+class BatchSettings(Section):
+    schedule_delay: Duration = Field(5.0, description="longest wait before a batch is exported")
+    export_timeout: Duration = Field(30.0, description="longest one batch export may take")
+    max_queue_size: int = Field(2048, gt=0, description="spans held in memory; beyond it new spans are dropped")
+    max_export_batch_size: int = Field(512, gt=0, description="spans per export")
+
+    @model_validator(mode="after")
+    def _batch_fits_queue(self) -> BatchSettings:
+        if self.max_export_batch_size > self.max_queue_size:
+            raise ValueError("max_export_batch_size must not exceed max_queue_size")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything the launcher needs to know; sources are merged by :func:`~.load.load_settings`."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    disabled: StrictBool = Field(False, description="start the command without any telemetry")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="the launcher's own diagnostics; debug shows trace context on the wire"
+    )
+    service: ServiceSettings = ServiceSettings()
+    exporter: ExporterSettings = ExporterSettings()
+    propagators: list[Propagator] = Field(
+        default_factory=lambda: list(BUILTIN_PROPAGATORS), description="context formats carried in task headers"
+    )
+    sampler: SamplerSettings = SamplerSettings()
+    batch: BatchSettings = BatchSettings()
+
+
+FieldPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One settable key: flags, the ``check`` report and the README reference are built from these."""
+
+    path: FieldPath
+    info: FieldInfo
+    shape: Literal["scalar", "list", "mapping"]
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+def leaves(model: type[BaseModel] = Settings, prefix: FieldPath = ()) -> Iterator[Leaf]:
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from leaves(annotation, prefix + (name,))
+            continue
+        origin = get_origin(annotation)
+        shape = "list" if origin is list else "mapping" if origin is dict else "scalar"
+        yield Leaf(prefix + (name,), info, shape)

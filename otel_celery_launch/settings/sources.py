@@ -1,0 +1,230 @@
+"""Where settings come from: the YAML file, the standard OTEL_* variables and the flags.
+
+Each source is a pydantic-settings source that also remembers which file, variable or
+flag gave each value, so errors and ``check`` can name it. Precedence (highest first):
+flags, environment, YAML file, defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from pydantic.fields import FieldInfo
+from pydantic_settings import PydanticBaseSettingsSource
+
+from otel_celery_launch.settings.errors import Problem
+from otel_celery_launch.settings.model import FieldPath, Leaf, Settings, leaves
+
+CONFIG_ENV_VAR = "OTEL_CELERY_LAUNCH_CONFIG"
+
+
+def parse_key_values(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` with percent-decoding, as the OTel spec defines for headers and attributes.
+
+    Errors name the entry's position, never its content: header values are secrets.
+    """
+    pairs: dict[str, str] = {}
+    for position, entry in enumerate(text.split(","), start=1):
+        if not entry.strip():
+            continue
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"entry {position} is not key=value (expected k=v,k2=v2)")
+        pairs[unquote(key.strip())] = unquote(value.strip())
+    return pairs
+
+
+def split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class TrackedSource(PydanticBaseSettingsSource):
+    """A settings source that records the origin of every value it provides."""
+
+    def __init__(self) -> None:
+        super().__init__(Settings)
+        self.data: dict[str, Any] = {}
+        self.origins: dict[FieldPath, str] = {}
+        self.problems: list[Problem] = []
+
+    def put(self, path: FieldPath, value: Any, origin: str) -> None:
+        node = self.data
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+        self.origins[path] = origin
+
+    def put_text(self, leaf: Leaf, text: str, origin: str) -> None:
+        """Store a string from a variable or flag, split the way the key's shape wants."""
+        if leaf.shape == "list":
+            self.put(leaf.path, [] if text.strip().lower() == "none" else split_list(text), origin)
+        elif leaf.shape == "mapping":
+            try:
+                pairs = parse_key_values(text)
+            except ValueError as error:
+                self.problems.append(Problem(origin, str(error)))
+                return
+            for key, value in pairs.items():
+                self.put(leaf.path + (key,), value, origin)
+        else:
+            self.put(leaf.path, text, origin)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # values are gathered up front, see __call__
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
+
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class YamlFileSource(TrackedSource):
+    """The YAML config file, with ``${VAR}`` and ``${VAR:-default}`` taken from the environment."""
+
+    def __init__(self, path: str, environ: Mapping[str, str]) -> None:
+        super().__init__()
+        self.path = path
+        self.environ = environ
+        root = self._read()
+        if root is None:
+            return
+        if not isinstance(root, dict):
+            self.problems.append(
+                Problem(path, f"must be a mapping of settings at the top level, not a {type(root).__name__}")
+            )
+            return
+        self._walk(root, ())
+
+    def _read(self) -> Any:
+        import yaml
+
+        try:
+            with open(self.path, encoding="utf-8") as stream:
+                return yaml.safe_load(stream)
+        except FileNotFoundError:
+            message = "config file not found"
+        except IsADirectoryError:
+            message = "is a directory, not a config file"
+        except PermissionError:
+            message = "config file cannot be read (permission denied)"
+        except UnicodeDecodeError:
+            message = "is not a UTF-8 text file"
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark or error.context_mark
+            where = f"{self.path}:{mark.line + 1}:{mark.column + 1}" if mark else self.path
+            self.problems.append(Problem(where, f"YAML syntax error: {error.problem or error.context}"))
+            return None
+        except (yaml.YAMLError, OSError) as error:
+            message = f"cannot be read: {error.__class__.__name__}"
+        self.problems.append(Problem(self.path, message))
+        return None
+
+    def _walk(self, node: Any, path: FieldPath) -> None:
+        if isinstance(node, dict) and (path == () or node):
+            for key, value in node.items():
+                self._walk(value, path + (str(key),))
+        else:
+            known_problems = len(self.problems)
+            value = self._substitute(node, path)
+            if len(self.problems) == known_problems:  # a failed ${VAR} is reported once, not validated too
+                self.put(path, value, f"file {self.path}")
+
+    def _substitute(self, value: Any, path: FieldPath) -> Any:
+        if isinstance(value, list):
+            return [self._substitute(item, path) for item in value]
+        if not isinstance(value, str):
+            return value
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            found = self.environ.get(name)
+            if found:
+                return found
+            if default is not None:
+                return default
+            self.problems.append(
+                Problem(
+                    f"{'.'.join(path)} (file {self.path})",
+                    f"${{{name}}} is not set in the environment and has no default (write ${{{name}:-value}})",
+                )
+            )
+            return ""
+
+        return _PLACEHOLDER.sub(replace, value)
+
+
+def _milliseconds(text: str) -> str:
+    """The OTel variables give durations in milliseconds; our durations take a unit."""
+    return f"{text.strip()}ms" if text.strip().isdigit() else text
+
+
+def _traces_exporter(text: str) -> str | None:
+    """OTEL_TRACES_EXPORTER picks OTLP (protocol from its own variable), console or none."""
+    name = text.strip().lower()
+    if name == "otlp":
+        return None
+    if name in ("console", "none"):
+        return name
+    raise ValueError(f"{text!r} is not supported; allowed: otlp, console, none (one exporter)")
+
+
+# variable names (the per-signal form first, it wins), settings path, conversion of the text
+_ENV_TABLE: tuple[tuple[tuple[str, ...], FieldPath, Callable[[str], str | None]], ...] = (
+    (("OTEL_SDK_DISABLED",), ("disabled",), str),
+    (("OTEL_LOG_LEVEL",), ("log_level",), str.lower),
+    (("OTEL_SERVICE_NAME",), ("service", "name"), str),
+    (("OTEL_RESOURCE_ATTRIBUTES",), ("service", "attributes"), str),
+    (("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"), ("exporter", "protocol"), str),
+    (("OTEL_TRACES_EXPORTER",), ("exporter", "protocol"), _traces_exporter),
+    (("OTEL_EXPORTER_OTLP_ENDPOINT",), ("exporter", "endpoint"), str),
+    (("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), ("exporter", "traces_endpoint"), str),
+    (("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), ("exporter", "headers"), str),
+    (("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), ("exporter", "timeout"), _milliseconds),
+    (("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"), ("exporter", "compression"), str),
+    (("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"), ("exporter", "insecure"), str),
+    (("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"), ("exporter", "certificate"), str),
+    (("OTEL_PROPAGATORS",), ("propagators",), str),
+    (("OTEL_TRACES_SAMPLER",), ("sampler", "type"), str),
+    (("OTEL_TRACES_SAMPLER_ARG",), ("sampler", "ratio"), str),
+    (("OTEL_BSP_SCHEDULE_DELAY",), ("batch", "schedule_delay"), _milliseconds),
+    (("OTEL_BSP_EXPORT_TIMEOUT",), ("batch", "export_timeout"), _milliseconds),
+    (("OTEL_BSP_MAX_QUEUE_SIZE",), ("batch", "max_queue_size"), str),
+    (("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",), ("batch", "max_export_batch_size"), str),
+)
+
+
+class OtelEnvSource(TrackedSource):
+    """The standard OpenTelemetry variables, with their specified meaning. Empty means unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        super().__init__()
+        by_path = {leaf.path: leaf for leaf in leaves()}
+        for names, path, convert in _ENV_TABLE:
+            name = next((name for name in names if environ.get(name, "").strip()), None)
+            if name is None:
+                continue
+            try:
+                text = convert(environ[name])
+            except ValueError as error:
+                self.problems.append(Problem(name, str(error)))
+                continue
+            if text is not None:
+                self.put_text(by_path[path], text, f"env {name}")
+
+
+def flag_name(leaf: Leaf) -> str:
+    return "--" + "-".join(leaf.path).replace("_", "-")
+
+
+class FlagSource(TrackedSource):
+    """Command-line flags, one per settings key (``--exporter-endpoint`` for ``exporter.endpoint``)."""
+
+    def __init__(self, given: Mapping[FieldPath, str]) -> None:
+        super().__init__()
+        for leaf in leaves():
+            if leaf.path in given:
+                self.put_text(leaf, given[leaf.path], f"flag {flag_name(leaf)}")

@@ -1,0 +1,68 @@
+"""Value types shared by the settings sections: durations, strict booleans, endpoints."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> object:
+    """Accept ``10s``, ``500ms``, ``2m`` or a bare number of seconds; return seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 10s, 500ms or a number of seconds")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError("must be a duration such as 10s, 500ms or a number of seconds")
+    if seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return seconds
+
+
+def parse_strict_bool(value: object) -> object:
+    """Only true/false: a typo such as ``ture`` must not quietly mean false."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("must be true or false")
+
+
+def check_endpoint(value: str) -> str:
+    """An OTLP endpoint is an http(s) URL with a host; ``host:port`` alone gets a hint."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        if parts.scheme and not parts.netloc and re.match(r"^[\w.-]+:\d+", value):
+            raise ValueError(f"must be a URL with a scheme: try http://{value}")
+        raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("must name a host, as in http://collector:4317")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    return value
+
+
+def check_readable_file(value: str) -> str:
+    """A CA bundle that cannot be read would only fail later, inside the user's process."""
+    if not os.path.isfile(value):
+        raise ValueError("must be an existing file" + (" (it is a directory)" if os.path.isdir(value) else ""))
+    if not os.access(value, os.R_OK):
+        raise ValueError("is a file this user cannot read")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+StrictBool = Annotated[bool, BeforeValidator(parse_strict_bool)]
+Endpoint = Annotated[str, AfterValidator(check_endpoint)]
+ReadableFile = Annotated[str, AfterValidator(check_readable_file)]
