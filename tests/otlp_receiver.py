@@ -1,0 +1,147 @@
+"""An OTLP trace receiver for the tests: real gRPC and real HTTP/protobuf, recording every span."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: int
+    service: str
+    attributes: dict[str, object]
+    status_code: int
+    protocol: str
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
+
+    KIND_PRODUCER = 4
+    KIND_CONSUMER = 5
+
+
+def _value(any_value) -> object:
+    kind = any_value.WhichOneof("value")
+    return getattr(any_value, kind) if kind else None
+
+
+class Receiver:
+    """Both servers on free loopback ports; ``wait_for`` polls the recorded spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self._changed = threading.Condition()
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_GrpcService(self), self._grpc)
+        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _http_handler(self))
+        self._http.daemon_threads = True
+        self.http_port = self._http.server_address[1]
+
+    def start(self) -> Receiver:
+        self._grpc.start()
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._grpc.stop(grace=None)
+        self._http.shutdown()
+        self._http.server_close()
+
+    def env(self, protocol: str) -> dict[str, str]:
+        """Environment for a launched process exporting here, quickly."""
+        port = self.grpc_port if protocol == "grpc" else self.http_port
+        return {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+
+    def clear(self) -> None:
+        with self._changed:
+            self.spans.clear()
+
+    def record(self, request: trace_service_pb2.ExportTraceServiceRequest, protocol: str, headers: dict[str, str]) -> None:
+        received = []
+        for resource_spans in request.resource_spans:
+            resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    received.append(
+                        ReceivedSpan(
+                            name=span.name,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            kind=span.kind,
+                            service=str(resource.get("service.name")),
+                            attributes={**{f"resource:{k}": v for k, v in resource.items()}, **{kv.key: _value(kv.value) for kv in span.attributes}},
+                            status_code=span.status.code,
+                            protocol=protocol,
+                            headers=headers,
+                        )
+                    )
+        with self._changed:
+            self.spans.extend(received)
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 20.0) -> list[ReceivedSpan]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self.spans):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    names = [(s.service, s.name) for s in self.spans]
+                    raise AssertionError(f"spans never matched within {timeout}s; received: {names}")
+                self._changed.wait(remaining)
+            return list(self.spans)
+
+    def named(self, name: str) -> list[ReceivedSpan]:
+        with self._changed:
+            return [span for span in self.spans if span.name == name]
+
+
+class _GrpcService(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    def Export(self, request, context):  # noqa: N802 (gRPC method name)
+        self.receiver.record(request, "grpc", dict(context.invocation_metadata()))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def _http_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            if self.path != "/v1/traces":
+                self.send_response(404)
+                self.end_headers()
+                return
+            request = trace_service_pb2.ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            receiver.record(request, "http/protobuf", {k.lower(): v for k, v in self.headers.items()})
+            payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
