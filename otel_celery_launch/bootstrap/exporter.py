@@ -1,7 +1,9 @@
 """The span exporter, built in the process that exports, after any fork.
 
 gRPC channels are not fork-safe, and importing an exporter costs 90-130 ms, so nothing
-is imported or connected until the first batch leaves this process.
+is imported or connected until a process ends its first span. That happens on the
+application's thread: at interpreter exit it would be too late, as the exporter's import
+needs a thread pool that no longer takes work then.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_celery_launch.handoff import ExporterPlan
@@ -56,17 +58,27 @@ class DeferredExporter(SpanExporter):
         self._exporter: SpanExporter | None = None
         self._pid = 0
 
-    def _current(self) -> SpanExporter:
+    def prepare(self) -> SpanExporter:
         if self._exporter is None or self._pid != os.getpid():
             self._exporter, self._pid = build_exporter(self._plan), os.getpid()
         return self._exporter
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._current().export(spans)
+        return self.prepare().export(spans)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._exporter is None or self._current().force_flush(timeout_millis)
+        return self._exporter is None or self.prepare().force_flush(timeout_millis)
 
     def shutdown(self) -> None:
         if self._exporter is not None and self._pid == os.getpid():
             self._exporter.shutdown()
+
+
+class PrepareExporter(SpanProcessor):
+    """Placed before the batch processor so that the exporter exists before any export."""
+
+    def __init__(self, exporter: DeferredExporter) -> None:
+        self._exporter = exporter
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._exporter.prepare()

@@ -26,11 +26,13 @@ def install_tracer_provider(plan: Plan) -> None:
     if plan.exporter.protocol != "none":
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        from otel_celery_launch.bootstrap.exporter import DeferredExporter
+        from otel_celery_launch.bootstrap.exporter import DeferredExporter, PrepareExporter
 
+        exporter = DeferredExporter(plan.exporter)
+        provider.add_span_processor(PrepareExporter(exporter))
         provider.add_span_processor(
             BatchSpanProcessor(
-                DeferredExporter(plan.exporter),
+                exporter,
                 max_queue_size=plan.batch.max_queue_size,
                 schedule_delay_millis=plan.batch.schedule_delay * 1000,
                 max_export_batch_size=plan.batch.max_export_batch_size,
