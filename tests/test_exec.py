@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.processes import LAUNCHER, clean_env, run_launcher
@@ -62,3 +63,5 @@ def test_help_and_version() -> None:
     assert help_text.returncode == 0 and "--exporter-endpoint" in help_text.stdout and "check" in help_text.stdout
     version = run_launcher(["--version"], clean_env())
     assert version.returncode == 0 and version.stdout.startswith("otel-celery-launch ")
+    as_module = subprocess.run([sys.executable, "-m", "otel_celery_launch", "--version"], capture_output=True, text=True)
+    assert as_module.returncode == 0 and as_module.stdout == version.stdout

@@ -58,3 +58,22 @@ def test_debug_shows_the_traceparent_on_the_wire(receiver: Receiver, redis: Redi
     assert (version, trace_id, span_id) == ("00", publish.trace_id, publish.span_id)
     assert int(flags, 16) & 1, "sampled flag"
     assert extracted.endswith(f"traceparent={injected.group(1)}")
+
+
+def test_workers_started_by_celery_multi_are_traced(tmp_path, receiver: Receiver, redis: RedisServer) -> None:
+    """The hook rides on the environment, so processes the command spawns get it too."""
+    env = _env(receiver, redis, "grpc", "multi-worker")
+    files = [f"--pidfile={tmp_path}/%n.pid", f"--logfile={tmp_path}/%n%I.log"]
+    start = run_launcher(["--", "celery", "multi", "start", "w1", "-A", "worker_tasks", "-P", "solo",
+                          f"--workdir={TUTORIAL}", *files], env, cwd=TUTORIAL)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        producer = run_launcher(["--", "python", "producer.py"], _env(receiver, redis, "grpc", "checkout-api"), cwd=TUTORIAL)
+        assert producer.returncode == 0, producer.stderr
+        receiver.wait_for(lambda spans: any(s.name == RUN for s in spans))
+    finally:
+        stop = run_launcher(["--", "celery", "multi", "stopwait", "w1", *files], env, cwd=TUTORIAL)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    (run,) = receiver.named(RUN)
+    (publish,) = receiver.named(PUBLISH)
+    assert (run.service, run.parent_span_id, run.trace_id) == ("multi-worker", publish.span_id, publish.trace_id)
