@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from otel_celery_launch.handoff import ENV_VAR
 from otel_celery_launch.launch.environment import HOOK_DIR
 from tests.otlp_receiver import Receiver
@@ -54,15 +56,26 @@ def test_disabled_sdk_runs_the_command_without_the_hook() -> None:
     assert result.stdout.split() == ["None", "False"]
 
 
-def test_telemetry_failure_inside_the_child_warns_once_and_runs_on() -> None:
-    plan = json.dumps({
-        "resource": {}, "propagators": ["no-such-propagator"], "sampler": "always_on", "sampler_ratio": 1.0,
-        "exporter": {"protocol": "none"}, "batch": {}, "log_level": "info",
-    })
-    code = "from opentelemetry import propagate, trace; import opentelemetry.baggage; print('user code ran')"
-    env = clean_env(PYTHONPATH=HOOK_DIR, **{ENV_VAR: plan})
+@pytest.mark.parametrize(
+    ("plan", "stage"),
+    [
+        ({"propagators": ["no-such-propagator"], "exporter": {"protocol": "none"}}, "setting up the propagators"),
+        ({"propagators": [], "exporter": {"protocol": "grpc", "certificate": "/gone.pem"}}, "creating the grpc exporter"),
+    ],
+    ids=["propagator", "exporter"],
+)
+def test_telemetry_failure_inside_the_child_warns_once_and_runs_on(plan: dict, stage: str) -> None:
+    """Plans the launcher would refuse, handed to the hook directly, to break setup for real."""
+    plan = {"resource": {}, "sampler": "always_on", "sampler_ratio": 1.0, "batch": {}, "log_level": "info", **plan}
+    code = (
+        "from opentelemetry import propagate, trace\n"
+        "for n in range(3):\n"
+        "    with trace.get_tracer('t').start_as_current_span('s'): pass\n"
+        "print('user code ran')"
+    )
+    env = clean_env(PYTHONPATH=HOOK_DIR, **{ENV_VAR: json.dumps(plan)})
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0 and result.stdout == "user code ran\n"
+    assert result.returncode == 0 and result.stdout == "user code ran\n", result.stderr
     warnings = result.stderr.strip().splitlines()
     assert len(warnings) == 1, result.stderr
-    assert warnings[0].startswith("otel-celery-launch: warning: setting up the propagators failed")
+    assert warnings[0].startswith(f"otel-celery-launch: warning: {stage} failed")

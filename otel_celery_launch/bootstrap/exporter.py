@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_celery_launch.bootstrap.diagnostics import telemetry_failed
 from otel_celery_launch.handoff import ExporterPlan
 
 
@@ -51,23 +52,30 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
 
 
 class DeferredExporter(SpanExporter):
-    """Builds the real exporter on first use in each process."""
+    """Builds the real exporter on first use in each process; if that fails, drops spans quietly."""
 
     def __init__(self, plan: ExporterPlan) -> None:
         self._plan = plan
         self._exporter: SpanExporter | None = None
         self._pid = 0
 
-    def prepare(self) -> SpanExporter:
-        if self._exporter is None or self._pid != os.getpid():
-            self._exporter, self._pid = build_exporter(self._plan), os.getpid()
+    def prepare(self) -> SpanExporter | None:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            try:
+                self._exporter = build_exporter(self._plan)
+            except Exception as error:  # fail open: the span's owner must never see this
+                self._exporter = None
+                telemetry_failed(f"creating the {self._plan.protocol} exporter", error)
         return self._exporter
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.prepare().export(spans)
+        exporter = self.prepare()
+        return SpanExportResult.FAILURE if exporter is None else exporter.export(spans)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._exporter is None or self.prepare().force_flush(timeout_millis)
+        exporter = self.prepare()
+        return exporter is None or exporter.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
         if self._exporter is not None and self._pid == os.getpid():
