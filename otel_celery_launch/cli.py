@@ -26,7 +26,7 @@ def _parser(check: bool) -> argparse.ArgumentParser:
         prog=f"{PROG} check" if check else PROG,
         usage=f"{PROG} check [--config FILE] [setting flags]"
         if check
-        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--config FILE] [setting flags]",
+        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--config FILE] [setting flags]\n       {PROG} demo",
         description="Validate the settings and print them with the source of each value."
         if check
         else "Run COMMAND with OpenTelemetry tracing set up inside it before any of its code runs. "
@@ -92,4 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["check"]:
         return _check(argv[1:])
+    if argv[:1] == ["demo"]:
+        from otel_celery_launch.demo import run_demo
+
+        return run_demo()
     return _run(argv)
