@@ -132,3 +132,20 @@ def test_all_problems_are_reported_at_once() -> None:
     assert len(messages) == 4, messages
     assert any(m.startswith("exporter.endpoint (flag --exporter-endpoint)") and "http://localhost:4317" in m for m in messages)
     assert any(m.startswith("disabled (env OTEL_SDK_DISABLED)") and "'ture'" in m for m in messages)
+
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+@pytest.mark.parametrize("name", ["worker.yaml", "producer.yaml"])
+def test_shipped_config_files_are_valid(name: str) -> None:
+    result = run_launcher(["check", "--config", str(CONFIGS / name)], clean_env())
+    assert result.returncode == 0, result.stderr
+
+
+def test_shipped_env_example_is_valid() -> None:
+    lines = (CONFIGS / "env-only.env").read_text().splitlines()
+    env = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    result = run_launcher(["check"], clean_env(**env))
+    assert result.returncode == 0, result.stderr
+    assert _row(result.stdout, "service.name") == ["payments-worker", "env", "OTEL_SERVICE_NAME"]
