@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from otel_celery_launch.bootstrap.diagnostics import logger, silence
@@ -18,7 +19,7 @@ def instrument_celery(plan: Plan) -> None:
 
     # Prefork children leave through os._exit, which skips atexit: flush before that.
     signals.worker_process_shutdown.connect(_flush, weak=False)
-    if logger.isEnabledFor(10):  # DEBUG; connected after the instrumentation, so headers are filled in
+    if logger.isEnabledFor(logging.DEBUG):  # connected after the instrumentation, so headers are filled in
         signals.before_task_publish.connect(_log_inject, weak=False)
         signals.task_prerun.connect(_log_extract, weak=False)
 

@@ -46,7 +46,7 @@ def render_check(loaded: LoadedSettings) -> str:
         exporter = build_plan(loaded.settings).exporter
         if exporter.endpoint:
             security = "insecure" if exporter.insecure else "TLS"
-            lines += ["", f"spans go to {_shown(('endpoint',), exporter.endpoint)} ({exporter.protocol}, {security})"]
+            lines += ["", f"spans go to {_shown(('exporter', 'endpoint'), exporter.endpoint)} ({exporter.protocol}, {security})"]
         else:
             lines += ["", f"spans go to {exporter.protocol}"]
     return "\n".join(lines)
