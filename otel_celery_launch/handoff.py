@@ -31,6 +31,7 @@ class BatchPlan:
     export_timeout: float = 30.0
     max_queue_size: int = 2048
     max_export_batch_size: int = 512
+    exit_timeout: float = 2.0
 
 
 @dataclass(frozen=True)

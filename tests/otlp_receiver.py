@@ -41,6 +41,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.failing = False  # answer every export with "unavailable", as a restarting collector does
+        self.refused = 0
         self._changed = threading.Condition()
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_GrpcService(self), self._grpc)
@@ -71,6 +73,16 @@ class Receiver:
     def clear(self) -> None:
         with self._changed:
             self.spans.clear()
+            self.failing = False
+            self.refused = 0
+
+    def refuse(self) -> bool:
+        """Whether to turn this export away; counts the refusals so tests can wait on them."""
+        with self._changed:
+            if self.failing:
+                self.refused += 1
+                self._changed.notify_all()
+            return self.failing
 
     def record(self, request: trace_service_pb2.ExportTraceServiceRequest, protocol: str, headers: dict[str, str]) -> None:
         received = []
@@ -117,6 +129,8 @@ class _GrpcService(trace_service_pb2_grpc.TraceServiceServicer):
         self.receiver = receiver
 
     def Export(self, request, context):  # noqa: N802 (gRPC method name)
+        if self.receiver.refuse():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "collector restarting")
         self.receiver.record(request, "grpc", dict(context.invocation_metadata()))
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -127,8 +141,9 @@ def _http_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
-            if self.path != "/v1/traces":
-                self.send_response(404)
+            if self.path != "/v1/traces" or receiver.refuse():
+                self.send_response(404 if self.path != "/v1/traces" else 503)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             request = trace_service_pb2.ExportTraceServiceRequest()

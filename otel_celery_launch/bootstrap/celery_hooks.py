@@ -18,18 +18,16 @@ def instrument_celery(plan: Plan) -> None:
     silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
 
     # Prefork children leave through os._exit, which skips atexit: flush before that.
-    signals.worker_process_shutdown.connect(_flush, weak=False)
+    signals.worker_process_shutdown.connect(_flush_before_exit, weak=False)
     if logger.isEnabledFor(logging.DEBUG):  # connected after the instrumentation, so headers are filled in
         signals.before_task_publish.connect(_log_inject, weak=False)
         signals.task_prerun.connect(_log_extract, weak=False)
 
 
-def _flush(**_: Any) -> None:
-    from opentelemetry import trace
+def _flush_before_exit(**_: Any) -> None:
+    from otel_celery_launch.bootstrap.delivery import flush_before_exit
 
-    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
-    if flush is not None:
-        flush()
+    flush_before_exit()
 
 
 def _log_inject(headers: dict[str, Any] | None = None, **_: Any) -> None:

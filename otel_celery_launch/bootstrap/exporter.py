@@ -1,33 +1,38 @@
-"""The span exporter, built in the process that exports, after any fork.
+"""The exporter the plan names, imported only when a process first needs it.
 
-gRPC channels are not fork-safe, and importing an exporter costs 90-130 ms, so nothing
-is imported or connected until a process ends its first span. That happens on the
-application's thread: at interpreter exit it would be too late, as the exporter's import
-needs a thread pool that no longer takes work then.
+Importing an exporter costs 90-130 ms and gRPC channels are not fork-safe, so
+:mod:`~otel_celery_launch.bootstrap.delivery` calls this once per process, after any fork.
 """
 
 from __future__ import annotations
 
-import os
+import sys
 from collections.abc import Sequence
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_celery_launch.bootstrap.diagnostics import telemetry_failed
 from otel_celery_launch.handoff import ExporterPlan
+
+# The loggers through which the OTLP exporters report failed exports and retries.
+EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.grpc.exporter", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
 
 
 def build_exporter(plan: ExporterPlan) -> SpanExporter:
     if plan.protocol == "grpc":
         import grpc
+
+        if _green("gevent"):  # else a call to a hung collector freezes the whole event loop
+            from grpc.experimental.gevent import init_gevent
+
+            init_gevent()
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         credentials = None
         if plan.certificate and not plan.insecure:
             with open(plan.certificate, "rb") as pem:
                 credentials = grpc.ssl_channel_credentials(root_certificates=pem.read())
-        return GrpcExporter(
+        exporter = GrpcExporter(
             endpoint=plan.endpoint,
             insecure=plan.insecure,
             credentials=credentials,
@@ -35,6 +40,7 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
             timeout=plan.timeout,
             compression=grpc.Compression.Gzip if plan.compression == "gzip" else grpc.Compression.NoCompression,
         )
+        return _OnRealThread(exporter) if _green("eventlet") else exporter
     if plan.protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
@@ -51,42 +57,29 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
     return ConsoleSpanExporter()
 
 
-class DeferredExporter(SpanExporter):
-    """Builds the real exporter on first use in each process; if that fails, drops spans quietly."""
+def _green(library: str) -> bool:
+    """Whether gevent or eventlet has patched the socket module of this process."""
+    if library == "gevent":
+        monkey = sys.modules.get("gevent.monkey")
+        return monkey is not None and monkey.is_module_patched("socket")
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and patcher.is_monkey_patched("socket")
 
-    def __init__(self, plan: ExporterPlan) -> None:
-        self._plan = plan
-        self._exporter: SpanExporter | None = None
-        self._pid = 0
 
-    def prepare(self) -> SpanExporter | None:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            try:
-                self._exporter = build_exporter(self._plan)
-            except Exception as error:  # fail open: the span's owner must never see this
-                self._exporter = None
-                telemetry_failed(f"creating the {self._plan.protocol} exporter", error)
-        return self._exporter
+class _OnRealThread(SpanExporter):
+    """Exports from a real OS thread: eventlet cannot make gRPC's blocking calls cooperative.
+
+    (gRPC supports gevent, see above; the HTTP exporter's sockets are patched by both.)
+    """
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        from eventlet import tpool
+
+        self._exporter = exporter
+        self._execute = tpool.execute
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        exporter = self.prepare()
-        return SpanExportResult.FAILURE if exporter is None else exporter.export(spans)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        exporter = self.prepare()
-        return exporter is None or exporter.force_flush(timeout_millis)
+        return self._execute(self._exporter.export, spans)
 
     def shutdown(self) -> None:
-        if self._exporter is not None and self._pid == os.getpid():
-            self._exporter.shutdown()
-
-
-class PrepareExporter(SpanProcessor):
-    """Placed before the batch processor so that the exporter exists before any export."""
-
-    def __init__(self, exporter: DeferredExporter) -> None:
-        self._exporter = exporter
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self._exporter.prepare()
+        self._execute(self._exporter.shutdown)

@@ -22,23 +22,12 @@ def install_tracer_provider(plan: Plan) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    provider = TracerProvider(resource=Resource.create(plan.resource), sampler=_sampler(plan))
+    # Delivery shuts the provider down itself, after a flush it can bound.
+    provider = TracerProvider(resource=Resource.create(plan.resource), sampler=_sampler(plan), shutdown_on_exit=False)
     if plan.exporter.protocol != "none":
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from otel_celery_launch.bootstrap.delivery import Delivery
 
-        from otel_celery_launch.bootstrap.exporter import DeferredExporter, PrepareExporter
-
-        exporter = DeferredExporter(plan.exporter)
-        provider.add_span_processor(PrepareExporter(exporter))
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                exporter,
-                max_queue_size=plan.batch.max_queue_size,
-                schedule_delay_millis=plan.batch.schedule_delay * 1000,
-                max_export_batch_size=plan.batch.max_export_batch_size,
-                export_timeout_millis=plan.batch.export_timeout * 1000,
-            )
-        )
+        Delivery(provider, plan)
     trace.set_tracer_provider(provider)
     # Tutorial code sets its own provider too; ours stays, so that refusal is expected, not news.
     silence("opentelemetry.trace", "Overriding of current TracerProvider")

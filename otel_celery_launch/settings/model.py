@@ -86,6 +86,9 @@ class BatchSettings(Section):
     export_timeout: Duration = Field(30.0, description="longest one batch export may take")
     max_queue_size: int = Field(2048, gt=0, description="spans held in memory; beyond it new spans are dropped")
     max_export_batch_size: int = Field(512, gt=0, description="spans per export")
+    exit_timeout: Duration = Field(
+        2.0, description="longest a process spends flushing spans as it exits; none when the collector is down"
+    )
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> BatchSettings:

@@ -1,0 +1,213 @@
+"""Getting spans to the collector without ever holding the user's work back.
+
+The SDK's batch processor keeps a bounded queue and exports from its own thread; what it
+lacks is taken care of here:
+
+* the exporter is built per process, after any fork, when the process ends its first span
+  (on the application's thread: at interpreter exit its import would fail);
+* a batch the collector refused is retried in the background until the collector answers,
+  while the queue bounds memory, so a collector that restarts loses nothing;
+* a process that exits flushes for at most ``exit_timeout``, and not at all once the
+  collector is known to be down: prefork children leave through ``os._exit`` and must not
+  each wait out retries, and a hung collector must not hold a shutdown;
+* every span that never reached the collector is counted and reported, at most once per
+  interval for the whole worker (:class:`~.collector_state.CollectorState`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from otel_celery_launch.bootstrap.collector_state import CollectorState
+from otel_celery_launch.bootstrap.diagnostics import telemetry_failed
+from otel_celery_launch.bootstrap.exporter import EXPORTER_LOGGERS, build_exporter
+from otel_celery_launch.handoff import Plan
+
+RETRY_BACKOFF = (0.5, 30.0)  # first and longest wait between two tries of a refused batch
+_QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
+_installed: Delivery | None = None
+
+
+class ResilientExporter(SpanExporter):
+    """The real exporter, built per process, behind a retry loop that yields to exit."""
+
+    def __init__(self, plan: Plan, state: CollectorState, at_exit: Callable[[], None]) -> None:
+        self._plan = plan.exporter
+        self.state = state
+        self._at_exit = at_exit
+        self._exporter: SpanExporter | None = None
+        self._pid = 0
+        self._this_process()
+        for name in EXPORTER_LOGGERS:
+            logging.getLogger(name).addFilter(self._exporter_said)
+        logging.getLogger(_QUEUE_LOGGER).addFilter(self._queue_said)
+
+    def _this_process(self) -> None:
+        """After a fork the counts, the exit flag and the exporter all belong to the parent."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._exporter = None
+            self._built = False
+            self._leaving = threading.Event()
+            self.ended = self.delivered = self.lost = 0
+
+    def prepare(self) -> SpanExporter | None:
+        self._this_process()
+        if not self._built:
+            self._built = True
+            try:
+                self._exporter = build_exporter(self._plan)
+            except Exception as error:  # fail open: the span's owner must never see this
+                telemetry_failed(f"creating the {self._plan.protocol} exporter", error)
+            # Exit handlers run last-registered first, and the exporter's imports may have
+            # registered some (eventlet's thread pool joins its threads): flush before them.
+            atexit.unregister(self._at_exit)
+            atexit.register(self._at_exit)
+        return self._exporter
+
+    def span_ended(self) -> None:
+        self.prepare()
+        self.ended += 1
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        exporter = self.prepare()
+        backoff = RETRY_BACKOFF[0]
+        while exporter is not None and not (self._leaving.is_set() and self.state.down):
+            if exporter.export(spans) is SpanExportResult.SUCCESS:
+                self.delivered += len(spans)
+                self.state.mark_up()
+                return SpanExportResult.SUCCESS
+            self.state.mark_down("export failed")
+            self._leaving.wait(backoff)
+            backoff = min(backoff * 2, RETRY_BACKOFF[1])
+        return SpanExportResult.FAILURE
+
+    @property
+    def undelivered(self) -> int:
+        self._this_process()
+        return self.ended - self.delivered - self.lost
+
+    def leave(self) -> None:
+        """From now on a collector known to be down means drop, not retry."""
+        self._this_process()
+        self._leaving.set()
+
+    def abandon(self, why: str) -> None:
+        """The process is going: stop the real exporter's own retries and cut its connection."""
+        self.state.mark_down(why)
+        if self._exporter is not None:
+            self._exporter.shutdown()
+
+    def write_off(self) -> None:
+        """Count what never reached the collector, once; without an exporter that was already said."""
+        lost = self.undelivered
+        self.lost += lost
+        if self._exporter is not None:
+            self.state.drop(lost)
+
+    def shutdown(self) -> None:
+        if self._exporter is not None and self._pid == os.getpid():
+            self._exporter.shutdown()
+
+    def _exporter_said(self, record: logging.LogRecord) -> bool:
+        """The exporters report refusals only by logging them; that is the earliest news of an outage."""
+        message = str(record.msg)
+        if message.startswith("Transient error") and isinstance(record.args, tuple) and record.args:
+            reason = record.args[0]  # a gRPC status code, an HTTP status or a connection error
+            self.state.mark_down(type(reason).__name__ if isinstance(reason, BaseException) else str(reason))
+            return False
+        if message.startswith("Failed to export"):
+            self.state.mark_down("export failed")
+            return False
+        return not message.startswith(("Shutdown in progress", "Exporter already shutdown"))
+
+    def _queue_said(self, record: logging.LogRecord) -> bool:
+        """The SDK warns once per span dropped from a full queue; count them instead."""
+        if str(record.msg).startswith("Queue full"):
+            self.lost += 1
+            self.state.drop(1)
+            return False
+        return True
+
+
+class _CountEnded(SpanProcessor):
+    """Counts the spans handed to the batch processor, and builds the exporter before its first export."""
+
+    def __init__(self, exporter: ResilientExporter) -> None:
+        self._exporter = exporter
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and span.context.trace_flags.sampled:
+            self._exporter.span_ended()
+
+
+def flush_before_exit() -> None:
+    """For exits that skip atexit: prefork children leave through ``os._exit``."""
+    if _installed is not None:
+        _installed.flush_before_exit()
+
+
+class Delivery:
+    """The batch pipeline of one tracer provider, and its bounded flush on exit."""
+
+    def __init__(self, provider: TracerProvider, plan: Plan) -> None:
+        self._provider = provider
+        self._exit_timeout = plan.batch.exit_timeout
+        self._owner = os.getpid()
+        state = CollectorState(plan.exporter.endpoint or "stdout", plan.batch.max_queue_size)
+        self.exporter = ResilientExporter(plan, state, self._at_exit)
+        provider.add_span_processor(_CountEnded(self.exporter))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                self.exporter,
+                max_queue_size=plan.batch.max_queue_size,
+                schedule_delay_millis=plan.batch.schedule_delay * 1000,
+                max_export_batch_size=plan.batch.max_export_batch_size,
+                export_timeout_millis=plan.batch.export_timeout * 1000,
+            )
+        )
+        atexit.register(self._at_exit)
+        global _installed
+        _installed = self
+
+    def flush_before_exit(self) -> bool:
+        """Deliver what this process holds within the exit timeout; count the rest as dropped.
+
+        Returns whether the flush finished; if not, its thread is left behind, as a daemon.
+        """
+        exporter = self.exporter
+        exporter.leave()
+        if exporter.undelivered <= 0:
+            return True
+        done = threading.Event()
+        threading.Thread(target=self._flush, args=(done,), name="otel-celery-launch-flush", daemon=True).start()
+        deadline = time.monotonic() + self._exit_timeout
+        while not done.wait(0.02) and not exporter.state.down and time.monotonic() < deadline:
+            pass
+        finished = done.wait(0.05)  # a known-down collector: its batches are dropped at once
+        if not finished:
+            exporter.abandon(f"no answer within the exit timeout of {self._exit_timeout:g}s")
+        exporter.write_off()
+        return finished
+
+    def _flush(self, done: threading.Event) -> None:
+        try:
+            self._provider.force_flush()
+        except Exception as error:
+            telemetry_failed("flushing spans", error)
+        finally:
+            done.set()
+
+    def _at_exit(self) -> None:
+        if self.flush_before_exit():  # the SDK's own shutdown would wait for a stuck export
+            self._provider.shutdown()
+        if os.getpid() == self._owner:
+            self.exporter.state.report_remaining()
