@@ -56,21 +56,25 @@ class ResilientExporter(SpanExporter):
             self._pid = os.getpid()
             self._exporter = None
             self._built = False
+            self._building = threading.Lock()
             self._leaving = threading.Event()
             self.ended = self.delivered = self.lost = 0
 
     def prepare(self) -> SpanExporter | None:
         self._this_process()
-        if not self._built:
-            self._built = True
-            try:
-                self._exporter = build_exporter(self._plan)
-            except Exception as error:  # fail open: the span's owner must never see this
-                telemetry_failed(f"creating the {self._plan.protocol} exporter", error)
-            # Exit handlers run last-registered first, and the exporter's imports may have
-            # registered some (eventlet's thread pool joins its threads): flush before them.
-            atexit.unregister(self._at_exit)
-            atexit.register(self._at_exit)
+        if self._built:
+            return self._exporter
+        with self._building:  # spans end on many threads; all must wait for the one exporter
+            if not self._built:
+                try:
+                    self._exporter = build_exporter(self._plan)
+                except Exception as error:  # fail open: the span's owner must never see this
+                    telemetry_failed(f"creating the {self._plan.protocol} exporter", error)
+                # Exit handlers run last-registered first, and the exporter's imports may have
+                # registered some (eventlet's thread pool joins its threads): flush before them.
+                atexit.unregister(self._at_exit)
+                atexit.register(self._at_exit)
+                self._built = True
         return self._exporter
 
     def span_ended(self) -> None:

@@ -1,0 +1,81 @@
+"""A collector that is down, hung or restarting never holds work back, and costs no span it could have had."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.otlp_receiver import Receiver, SilentCollector
+from tests.processes import SCENARIOS, RedisServer, Worker, clean_env, free_port, poll, run_launcher
+
+PLAIN = SCENARIOS / "plain"
+TASKS = 10
+POOLS = [("prefork", ["--max-tasks-per-child", "2"]), ("solo", []), ("threads", [])]
+POOL_IDS = ["prefork-recycling", "solo", "threads"]
+
+
+@pytest.fixture
+def silent_collector() -> Iterator[SilentCollector]:
+    collector = SilentCollector()
+    yield collector
+    collector.close()
+
+
+def run_tasks(env: dict[str, str], marker_dir: Path) -> None:
+    code = f"from tasks import record\nfor n in range({TASKS}): record.delay({str(marker_dir)!r}, n)"
+    producer = run_launcher(["--", "python", "-c", code], {**env, "OTEL_TRACES_EXPORTER": "none"}, cwd=PLAIN)
+    assert producer.returncode == 0, producer.stderr
+    poll(lambda: len(os.listdir(marker_dir)) == TASKS, 30, f"{TASKS} tasks to run")
+
+
+def reported_drops(output: str) -> tuple[int, list[str]]:
+    warnings = [line for line in output.splitlines() if line.startswith("otel-celery-launch: warning:")]
+    return sum(int(n) for line in warnings for n in re.findall(r"(\d+) spans dropped", line)), warnings
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize(("pool", "worker_args"), POOLS, ids=POOL_IDS)
+def test_refused_connections_drop_and_count_every_span(pool: str, worker_args: list[str], protocol: str, tmp_path: Path, redis: RedisServer) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+                    OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}")
+    with Worker("tasks", PLAIN, env, pool=pool, worker_args=worker_args) as worker:
+        run_tasks(env, tmp_path)
+        assert worker.stop() == 0
+    dropped, warnings = reported_drops(worker.output.finish())
+    assert dropped == TASKS, warnings
+    assert 1 <= len(warnings) <= 3, warnings  # reported per interval, never per span or per child
+    assert all("cannot reach" in line or "was unreachable" in line for line in warnings), warnings
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize(("pool", "worker_args"), POOLS[:2], ids=POOL_IDS[:2])
+def test_a_hung_collector_does_not_hold_shutdown(pool: str, worker_args: list[str], protocol: str, tmp_path: Path, redis: RedisServer, silent_collector: SilentCollector) -> None:
+    # The exporter would wait 10 s for an answer; the exit timeout is 2 s; the stop gets 8 s before SIGKILL.
+    env = clean_env(CELERY_BROKER_URL=redis.url(), **silent_collector.env(protocol))
+    with Worker("tasks", PLAIN, env, pool=pool, worker_args=worker_args) as worker:
+        run_tasks(env, tmp_path)
+        assert worker.stop(timeout=8) == 0, "\n".join(worker.output.lines)
+    dropped, warnings = reported_drops(worker.output.finish())
+    assert dropped == TASKS, warnings
+    assert any("no answer within the exit timeout of 2s" in line for line in warnings), warnings
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize(("pool", "worker_args"), [("prefork", []), ("threads", [])], ids=["prefork", "threads"])
+def test_a_collector_that_recovers_gets_every_span_without_a_restart(pool: str, worker_args: list[str], protocol: str, tmp_path: Path, redis: RedisServer, receiver: Receiver) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_SERVICE_NAME="outage", **receiver.env(protocol))
+    receiver.failing = True
+    with Worker("tasks", PLAIN, env, pool=pool, worker_args=worker_args) as worker:
+        run_tasks(env, tmp_path)
+        poll(lambda: receiver.refused >= 2, 15, "the worker to meet the failing collector")
+        receiver.failing = False
+        spans = receiver.wait_for(lambda spans: sum(s.name == "run/tasks.record" for s in spans) >= TASKS, timeout=30)
+        worker.output.wait_for("answers again; exporting resumed")
+    assert sorted(s.attributes["messaging.message.id"] for s in spans if s.name == "run/tasks.record") == sorted(
+        {s.attributes["messaging.message.id"] for s in spans if s.name == "run/tasks.record"}
+    ), "each task's run span arrives once"
+    assert reported_drops(worker.output.finish())[0] == 0
