@@ -13,7 +13,10 @@ def instrument_celery(plan: Plan) -> None:
     from celery import signals
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
+    from otel_celery_launch.bootstrap.publish import end_failed_publishes
+
     CeleryInstrumentor().instrument(skip_dep_check=True)
+    end_failed_publishes()
     # Tutorial code calls instrument() itself; it is a no-op after ours, so its warning is noise.
     silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
 
