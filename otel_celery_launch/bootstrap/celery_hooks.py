@@ -22,6 +22,7 @@ def instrument_celery(plan: Plan) -> None:
 
     # Prefork children leave through os._exit, which skips atexit: flush before that.
     signals.worker_process_shutdown.connect(_flush_before_exit, weak=False)
+    signals.worker_init.connect(lambda **_: _import_exporter_ahead(plan), weak=False)
     if logger.isEnabledFor(logging.DEBUG):  # connected after the instrumentation, so headers are filled in
         signals.before_task_publish.connect(_log_inject, weak=False)
         signals.task_prerun.connect(_log_extract, weak=False)
@@ -31,6 +32,15 @@ def _flush_before_exit(**_: Any) -> None:
     from otel_celery_launch.bootstrap.delivery import flush_before_exit
 
     flush_before_exit()
+
+
+def _import_exporter_ahead(plan: Plan) -> None:
+    from otel_celery_launch.bootstrap.exporter import import_ahead
+
+    try:
+        import_ahead(plan.exporter)
+    except Exception as error:  # the child will try again, and say so if it fails too
+        logger.debug("importing the exporter ahead failed: %r", error)
 
 
 def _log_inject(headers: dict[str, Any] | None = None, **_: Any) -> None:

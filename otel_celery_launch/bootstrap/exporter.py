@@ -1,11 +1,14 @@
 """The exporter the plan names, imported only when a process first needs it.
 
 Importing an exporter costs 90-130 ms and gRPC channels are not fork-safe, so
-:mod:`~otel_celery_launch.bootstrap.delivery` calls this once per process, after any fork.
+:mod:`~otel_celery_launch.bootstrap.delivery` builds one per process, after any fork. A
+prefork worker's main process imports the module ahead, so that its children, forked and
+recycled many times, do not each pay for the import.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +19,17 @@ from otel_celery_launch.handoff import ExporterPlan
 
 # The loggers through which the OTLP exporters report failed exports and retries.
 EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.grpc.exporter", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
+
+_MODULES = {
+    "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    "http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+}
+
+
+def import_ahead(plan: ExporterPlan) -> None:
+    """Import, and nothing more: no channel, no thread, so forking stays safe."""
+    if plan.protocol in _MODULES:
+        importlib.import_module(_MODULES[plan.protocol])
 
 
 def build_exporter(plan: ExporterPlan) -> SpanExporter:
