@@ -198,6 +198,11 @@ _ENV_TABLE: tuple[tuple[tuple[str, ...], FieldPath, Callable[[str], str | None]]
 )
 
 
+def env_names(path: FieldPath) -> tuple[str, ...]:
+    """The variables that set one key, the winning one first; for the configuration reference."""
+    return tuple(name for names, target, _ in _ENV_TABLE if target == path for name in names)
+
+
 class OtelEnvSource(TrackedSource):
     """The standard OpenTelemetry variables, with their specified meaning. Empty means unset."""
 
