@@ -35,6 +35,12 @@ class BatchPlan:
 
 
 @dataclass(frozen=True)
+class LogsPlan:
+    format: str = "auto"  # auto | json | console | off
+    level: str = "info"
+
+
+@dataclass(frozen=True)
 class Plan:
     resource: dict[str, str]
     exporter: ExporterPlan
@@ -42,6 +48,7 @@ class Plan:
     sampler: str
     sampler_ratio: float
     batch: BatchPlan
+    logs: LogsPlan = field(default_factory=LogsPlan)
     log_level: str = "info"
 
     def to_env(self) -> str:
@@ -58,5 +65,6 @@ class Plan:
                 **data,
                 "exporter": ExporterPlan(**data["exporter"]),
                 "batch": BatchPlan(**data["batch"]),
+                "logs": LogsPlan(**data.get("logs", {})),
             }
         )

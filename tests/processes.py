@@ -73,8 +73,8 @@ class Output:
 class Worker:
     """``otel-celery-launch [launcher args] -- celery -A APP worker ...`` in its own process group."""
 
-    def __init__(self, app: str, cwd: Path, env: Mapping[str, str], pool: str = "prefork", launcher_args: Sequence[str] = (), worker_args: Sequence[str] = ()) -> None:
-        command = [LAUNCHER, *launcher_args, "--", "celery", "-A", app, "worker", "-P", pool, "-c", "2", "-l", "info",
+    def __init__(self, app: str, cwd: Path, env: Mapping[str, str], pool: str = "prefork", launcher_args: Sequence[str] = (), worker_args: Sequence[str] = (), quiet: bool = False) -> None:
+        command = [LAUNCHER, *launcher_args, "--", "celery", *(["-q"] if quiet else []), "-A", app, "worker", "-P", pool, "-c", "2", "-l", "info",
                    "--without-gossip", "--without-mingle", "--without-heartbeat", *worker_args]
         self.process = subprocess.Popen(command, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, start_new_session=True)

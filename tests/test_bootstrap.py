@@ -14,7 +14,7 @@ from otel_celery_launch.launch.environment import HOOK_DIR
 from tests.otlp_receiver import Receiver
 from tests.processes import clean_env, run_launcher
 
-LOADED = "import sys; print(sorted({m.split('.')[0] + '.' + m.split('.')[1] if m.count('.') else m for m in sys.modules if m.startswith(('opentelemetry', 'pydantic', 'grpc', 'celery'))}))"
+LOADED = "import sys; print(sorted({m.split('.')[0] + '.' + m.split('.')[1] if m.count('.') else m for m in sys.modules if m.startswith(('opentelemetry', 'pydantic', 'grpc', 'celery', 'structlog'))}))"
 
 
 def test_nothing_heavy_is_imported_until_the_program_asks() -> None:

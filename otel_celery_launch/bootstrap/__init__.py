@@ -14,6 +14,7 @@ from types import ModuleType
 from otel_celery_launch.bootstrap import diagnostics
 from otel_celery_launch.bootstrap.celery_hooks import instrument_celery
 from otel_celery_launch.bootstrap.import_hooks import after_import
+from otel_celery_launch.bootstrap.logs import configure_structlog, install_logging
 from otel_celery_launch.bootstrap.telemetry import install_propagators, install_tracer_provider
 from otel_celery_launch.handoff import Plan
 
@@ -28,6 +29,11 @@ def start() -> None:
     if plan is None:
         return
     diagnostics.configure(plan.log_level)
+    try:
+        install_logging(plan.logs)
+    except Exception as error:
+        diagnostics.telemetry_failed("setting up log correlation", error)
+    after_import("structlog", _guarded("configuring structlog", lambda plan: configure_structlog(plan.logs), plan))
     after_import("opentelemetry.trace", _guarded("setting up the tracer provider", install_tracer_provider, plan))
     after_import("opentelemetry.propagate", _guarded("setting up the propagators", install_propagators, plan))
     after_import("celery.app", _guarded("instrumenting Celery", instrument_celery, plan))

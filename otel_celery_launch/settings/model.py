@@ -97,6 +97,15 @@ class BatchSettings(Section):
         return self
 
 
+class LogsSettings(Section):
+    format: Literal["auto", "json", "console", "off"] = Field(
+        "auto", description="log lines with trace ids: json, console, auto (console on a terminal), off (untouched)"
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="root log level where the program sets none (a worker's -l wins)"
+    )
+
+
 class Settings(BaseSettings):
     """Everything the launcher needs to know; sources are merged by :func:`~.load.load_settings`."""
 
@@ -113,6 +122,7 @@ class Settings(BaseSettings):
     )
     sampler: SamplerSettings = SamplerSettings()
     batch: BatchSettings = BatchSettings()
+    logs: LogsSettings = LogsSettings()
 
 
 FieldPath = tuple[str, ...]

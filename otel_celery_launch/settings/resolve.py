@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from otel_celery_launch.handoff import BatchPlan, ExporterPlan, Plan
+from otel_celery_launch.handoff import BatchPlan, ExporterPlan, LogsPlan, Plan
 from otel_celery_launch.settings.model import ExporterSettings, ServiceSettings, Settings
 
 DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
@@ -57,5 +57,6 @@ def build_plan(settings: Settings) -> Plan:
         sampler=settings.sampler.type,
         sampler_ratio=settings.sampler.ratio,
         batch=BatchPlan(**settings.batch.model_dump()),
+        logs=LogsPlan(**settings.logs.model_dump()),
         log_level=settings.log_level,
     )

@@ -195,6 +195,8 @@ _ENV_TABLE: tuple[tuple[tuple[str, ...], FieldPath, Callable[[str], str | None]]
     (("OTEL_BSP_MAX_QUEUE_SIZE",), ("batch", "max_queue_size"), str),
     (("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",), ("batch", "max_export_batch_size"), str),
     (("OTEL_CELERY_LAUNCH_EXIT_TIMEOUT",), ("batch", "exit_timeout"), _milliseconds),
+    (("OTEL_CELERY_LAUNCH_LOGS_FORMAT",), ("logs", "format"), str.lower),
+    (("OTEL_CELERY_LAUNCH_LOGS_LEVEL",), ("logs", "level"), str.lower),
 )
 
 

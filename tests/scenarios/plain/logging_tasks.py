@@ -1,0 +1,24 @@
+"""Tasks that log every way a Celery task can: structlog, the task logger, stdlib, print, warnings."""
+
+import logging
+import os
+import warnings
+
+import structlog
+from celery import Celery
+from celery.utils.log import get_task_logger
+
+app = Celery("logging_tasks", broker=os.environ["CELERY_BROKER_URL"])
+log = structlog.get_logger(__name__)
+task_log = get_task_logger(__name__)
+library_log = logging.getLogger("some.library")
+
+
+@app.task
+def chatty(n: int) -> int:
+    log.info("structlog line", n=n)
+    task_log.info("task logger line %d", n)
+    library_log.warning("library line %d", n)
+    print(f"print line {n}")
+    warnings.warn(f"warning line {n}")
+    return n

@@ -1,0 +1,114 @@
+"""Every log line of a traced process names the trace and span of the work it belongs to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from otel_celery_launch.bootstrap.log_ids import add_trace_ids
+from tests.otlp_receiver import Receiver
+from tests.processes import SCENARIOS, RedisServer, Worker, clean_env, run_launcher
+
+PLAIN = SCENARIOS / "plain"
+CELERY_PRINTS = ("worker: Warm shutdown",)  # written by Celery straight to the terminal, not logged
+
+
+def json_lines(text: str) -> list[dict]:
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(CELERY_PRINTS)]
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line: {line!r}\nwhole output:\n{text}") from None
+    return parsed
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_every_line_of_a_task_carries_its_run_span_ids(pool: str, redis: RedisServer, receiver: Receiver) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_SERVICE_NAME="logs", **receiver.env("http/protobuf"))
+    with Worker("logging_tasks", PLAIN, env, pool=pool, quiet=True) as worker:
+        producer = run_launcher(["--", "python", "-c", "from logging_tasks import chatty; chatty.delay(7)"], env, cwd=PLAIN)
+        assert producer.returncode == 0, producer.stderr
+        worker.output.wait_for("succeeded")
+        assert worker.stop() == 0
+    (run,) = receiver.wait_for(lambda spans: any(s.name == "run/logging_tasks.chatty" for s in spans)) and receiver.named("run/logging_tasks.chatty")
+    lines = json_lines(worker.output.finish())  # every line, Celery's own included, is JSON
+    in_task = [line for line in lines if line.get("task_name") == "logging_tasks.chatty"]
+    events = {line["event"].strip() for line in in_task}
+    assert {"structlog line", "task logger line 7", "library line 7", "print line 7"} <= events
+    assert any("UserWarning: warning line 7" in event for event in events)
+    assert any(event.startswith("Task logging_tasks.chatty[") and "succeeded" in event for event in events)
+    for line in in_task:
+        assert (line["trace_id"], line["span_id"]) == (run.trace_id, run.span_id), line
+        assert line["task_id"] == run.attributes["messaging.message.id"]
+    outside = [line for line in lines if "ready." in line["event"]]
+    assert outside and all("trace_id" not in line for line in outside), "no ids outside a span"
+
+
+PRODUCER = """
+import logging, structlog
+from opentelemetry import trace
+log = structlog.get_logger("producer")
+log.info("before the span")
+with trace.get_tracer("p").start_as_current_span("request"):
+    log.info("structlog inside", order=1)
+    logging.getLogger("producer.std").info("stdlib inside")
+"""
+
+
+def test_a_producer_logs_its_trace_ids_in_json(receiver: Receiver) -> None:
+    env = clean_env(OTEL_SERVICE_NAME="logs-producer", **receiver.env("http/protobuf"))
+    result = run_launcher(["--", "python", "-c", PRODUCER], env)
+    assert result.returncode == 0, result.stderr
+    (request,) = receiver.wait_for(lambda spans: any(s.name == "request" for s in spans)) and receiver.named("request")
+    before, structlog_line, stdlib_line = json_lines(result.stderr)
+    assert "trace_id" not in before
+    for line in (structlog_line, stdlib_line):
+        assert (line["trace_id"], line["span_id"]) == (request.trace_id, request.span_id)
+    assert structlog_line["order"] == 1 and stdlib_line["logger"] == "producer.std"
+
+
+DICT_CONFIG_APP = """
+import logging.config
+from opentelemetry import trace
+logging.config.dictConfig({
+    "version": 1,
+    "formatters": {"mine": {"format": "MINE %(levelname)s %(message)s trace=%(trace_id)s span=%(span_id)s"}},
+    "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "mine", "stream": "ext://sys.stdout"}},
+    "root": {"handlers": ["out"], "level": "INFO"},
+})
+logging.getLogger("app").info("outside")
+with trace.get_tracer("p").start_as_current_span("view") as span:
+    logging.getLogger("app").info("inside")
+    print("span", format(span.get_span_context().span_id, "016x"))
+"""
+
+
+def test_an_application_logging_config_keeps_its_format_and_gains_the_ids() -> None:
+    result = run_launcher(["--", "python", "-c", DICT_CONFIG_APP], clean_env(OTEL_TRACES_EXPORTER="none"))
+    assert result.returncode == 0, result.stderr
+    outside, inside, span = result.stdout.splitlines()
+    assert outside == "MINE INFO outside trace= span="
+    assert inside.startswith("MINE INFO inside trace=") and inside.endswith(f"span={span.split()[1]}")
+    assert len(inside.split("trace=")[1].split()[0]) == 32
+
+
+def test_console_format_is_readable_and_keeps_the_ids() -> None:
+    code = "import structlog\nfrom opentelemetry import trace\nwith trace.get_tracer('p').start_as_current_span('s'):\n    structlog.get_logger().info('hello')"
+    result = run_launcher(["--logs-format", "console", "--", "python", "-c", code], clean_env(OTEL_TRACES_EXPORTER="none"))
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert not line.startswith("{") and "hello" in line and "trace_id=" in line and "span_id=" in line
+
+
+def test_ids_come_from_the_span_context_even_when_the_sampler_dropped_the_span() -> None:
+    context = SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=False, trace_flags=TraceFlags(0))
+    with trace.use_span(NonRecordingSpan(context)):
+        event = add_trace_ids(None, "info", {"event": "x"})
+    assert event["trace_id"] == f"{0xABC:032x}" and event["span_id"] == f"{0xDEF:016x}"
+    assert "trace_id" not in add_trace_ids(None, "info", {"event": "outside"})
