@@ -27,6 +27,7 @@ class ReceivedSpan:
     status_code: int
     protocol: str
     headers: dict[str, str] = field(default_factory=dict, compare=False)
+    events: tuple[str, ...] = ()
 
     KIND_PRODUCER = 4
     KIND_CONSUMER = 5
@@ -103,6 +104,7 @@ class Receiver:
                             status_code=span.status.code,
                             protocol=protocol,
                             headers=headers,
+                            events=tuple(event.name for event in span.events),
                         )
                     )
         with self._changed:

@@ -36,7 +36,7 @@ def start() -> None:
     after_import("structlog", _guarded("configuring structlog", lambda plan: configure_structlog(plan.logs), plan))
     after_import("opentelemetry.trace", _guarded("setting up the tracer provider", install_tracer_provider, plan))
     after_import("opentelemetry.propagate", _guarded("setting up the propagators", install_propagators, plan))
-    after_import("celery.app", _guarded("instrumenting Celery", instrument_celery, plan))
+    after_import("celery.app", _guarded("instrumenting Celery", instrument_celery, plan), settle=True)
 
 
 def _guarded(stage: str, step: Callable[[Plan], None], plan: Plan) -> Callable[[ModuleType], None]:

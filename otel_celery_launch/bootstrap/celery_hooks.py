@@ -16,10 +16,11 @@ def instrument_celery(plan: Plan) -> None:
 
     from otel_celery_launch.bootstrap.publish import end_failed_publishes
 
+    # Tutorial code calls instrument() itself, before or after ours; the second call does
+    # nothing, so its warning is noise.
+    silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
     CeleryInstrumentor().instrument(skip_dep_check=True)
     end_failed_publishes()
-    # Tutorial code calls instrument() itself; it is a no-op after ours, so its warning is noise.
-    silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
 
     # Prefork children leave through os._exit, which skips atexit: flush before that.
     signals.worker_process_shutdown.connect(_flush_before_exit, weak=False)
