@@ -26,7 +26,7 @@ def _parser(check: bool) -> argparse.ArgumentParser:
         prog=f"{PROG} check" if check else PROG,
         usage=f"{PROG} check [--config FILE] [setting flags]"
         if check
-        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--config FILE] [setting flags]\n       {PROG} demo",
+        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--json] [--config FILE] [setting flags]\n       {PROG} schema\n       {PROG} demo",
         description="Validate the settings and print them with the source of each value."
         if check
         else "Run COMMAND with OpenTelemetry tracing set up inside it before any of its code runs. "
@@ -59,17 +59,41 @@ def _load(options: argparse.Namespace):  # -> LoadedSettings, or exits 2
         raise SystemExit(USAGE_ERROR) from None
 
 
-def _check(argv: Sequence[str]) -> int:
-    from otel_celery_launch.settings.report import render_check
+def _warn(problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f"{PROG}: warning: {problem}", file=sys.stderr)
 
-    options = _parser(check=True).parse_args(argv)
-    print(render_check(_load(options)))
+
+def _check(argv: Sequence[str]) -> int:
+    from otel_celery_launch.settings.advice import likely_mistakes
+    from otel_celery_launch.settings.report import render_check, render_check_json
+
+    parser = _parser(check=True)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON, for machines")
+    options = parser.parse_args(argv)
+    loaded = _load(options)
+    warnings = likely_mistakes(loaded.settings)
+    if options.json:
+        print(render_check_json(loaded, warnings))
+    else:
+        print(render_check(loaded))
+        _warn(warnings)
+    return 0
+
+
+def _schema() -> int:
+    import json
+
+    from otel_celery_launch.settings.model import Settings
+
+    print(json.dumps(Settings.model_json_schema(), indent=2))
     return 0
 
 
 def _run(argv: Sequence[str]) -> int:
-    from otel_celery_launch.launch.command import LaunchError, exec_command
+    from otel_celery_launch.launch.command import LaunchError, exec_command, foreign_python
     from otel_celery_launch.launch.environment import child_environment
+    from otel_celery_launch.settings.advice import likely_mistakes
     from otel_celery_launch.settings.resolve import build_plan
 
     split = argv.index("--") if "--" in argv else len(argv)
@@ -80,8 +104,15 @@ def _run(argv: Sequence[str]) -> int:
         parser.error("no command given: put it after --, as in  otel-celery-launch -- celery -A tasks worker")
     settings = _load(options).settings
     plan = None if settings.disabled else build_plan(settings)
+    _warn(likely_mistakes(settings))
+    environ = dict(os.environ)
+    interpreter = None if settings.disabled else foreign_python(command[0], environ)
+    if interpreter:
+        _warn([f"{command[0]} runs {interpreter}, not the Python this launcher is installed in ({sys.executable}): "
+               "the bootstrap cannot load there and the command will run untraced"])
+        environ["OTEL_CELERY_LAUNCH_WARNED_ABOUT"] = interpreter  # so the hook does not say it again
     try:
-        exec_command(command, child_environment(os.environ, plan))
+        exec_command(command, child_environment(environ, plan))
     except LaunchError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.status
@@ -92,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["check"]:
         return _check(argv[1:])
+    if argv[:1] == ["schema"]:
+        return _schema()
     if argv[:1] == ["demo"]:
         from otel_celery_launch.demo import run_demo
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 
 COMMAND_NOT_FOUND = 127
@@ -34,6 +35,46 @@ def resolve(name: str, environ: Mapping[str, str]) -> str:
     if found_but_not_executable:
         raise LaunchError(COMMAND_NOT_EXECUTABLE, f"{found_but_not_executable}: permission denied (not executable)")
     raise LaunchError(COMMAND_NOT_FOUND, f"{name}: command not found")
+
+
+def foreign_python(argv0: str, environ: Mapping[str, str]) -> str | None:
+    """The Python that will run the command, if it is not the launcher's own environment's.
+
+    The bootstrap lives in the launcher's environment; another interpreter cannot load it.
+    Looks at the command itself (``python3``) or at a script's ``#!`` line (``celery``).
+    """
+    try:
+        path = resolve(argv0, environ)
+    except LaunchError:
+        return None
+    interpreter = path
+    if not os.path.basename(path).startswith("python"):
+        try:
+            with open(path, "rb") as script:
+                first = script.readline(256).decode("utf-8", "replace")
+        except OSError:
+            return None
+        words = first[2:].split() if first.startswith("#!") else []
+        if words and os.path.basename(words[0]) == "env" and len(words) > 1:
+            words = words[1:]
+        if not words or not os.path.basename(words[0]).startswith("python"):
+            return None
+        interpreter = words[0] if os.sep in words[0] else _quiet_resolve(words[0], environ)
+        if interpreter is None:
+            return None
+    if os.path.dirname(os.path.abspath(interpreter)) == os.path.dirname(os.path.abspath(sys.executable)):
+        return None
+    outside_a_venv = sys.prefix == sys.base_prefix  # then a link to the same binary is the same environment
+    if outside_a_venv and os.path.realpath(interpreter) == os.path.realpath(sys.executable):
+        return None
+    return interpreter
+
+
+def _quiet_resolve(name: str, environ: Mapping[str, str]) -> str | None:
+    try:
+        return resolve(name, environ)
+    except LaunchError:
+        return None
 
 
 def exec_command(argv: Sequence[str], environ: Mapping[str, str]) -> None:

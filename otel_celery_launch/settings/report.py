@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import SecretStr
@@ -23,7 +24,8 @@ def _shown(path: FieldPath, value: Any) -> str:
     return redact(path, value).strip("'") if isinstance(value, str) else str(value)
 
 
-def render_check(loaded: LoadedSettings) -> str:
+def _rows(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
+    """(key, value as it may be shown, origin) for every key, one row per mapping entry."""
     rows: list[tuple[str, str, str]] = []
     for leaf in leaves():
         value: Any = loaded.settings
@@ -36,17 +38,30 @@ def render_check(loaded: LoadedSettings) -> str:
             ]
         else:
             rows.append((leaf.dotted, "{}" if leaf.shape == "mapping" else _shown(leaf.path, value), loaded.origin(leaf.path)))
+    return rows
+
+
+def _destination(loaded: LoadedSettings) -> str:
+    if loaded.settings.disabled:
+        return "telemetry is disabled: the command would run without the bootstrap"
+    exporter = build_plan(loaded.settings).exporter
+    if exporter.endpoint:
+        security = "insecure" if exporter.insecure else "TLS"
+        return f"spans go to {_shown(('exporter', 'endpoint'), exporter.endpoint)} ({exporter.protocol}, {security})"
+    return f"spans go to {exporter.protocol}"
+
+
+def render_check_json(loaded: LoadedSettings, warnings: list[str]) -> str:
+    settings = [{"key": key, "value": value, "origin": origin} for key, value, origin in _rows(loaded)]
+    report = {"config_file": loaded.config_file, "settings": settings, "destination": _destination(loaded), "warnings": warnings}
+    return json.dumps(report, indent=2)
+
+
+def render_check(loaded: LoadedSettings) -> str:
+    rows = _rows(loaded)
     key_width = max(len(row[0]) for row in rows)
     value_width = min(40, max(len(row[1]) for row in rows))
     lines = [f"config file: {loaded.config_file or '(none)'}", ""]
     lines += [f"{key:<{key_width}}  {value:<{value_width}}  {origin}" for key, value, origin in rows]
-    if loaded.settings.disabled:
-        lines += ["", "telemetry is disabled: the command would run without the bootstrap"]
-    else:
-        exporter = build_plan(loaded.settings).exporter
-        if exporter.endpoint:
-            security = "insecure" if exporter.insecure else "TLS"
-            lines += ["", f"spans go to {_shown(('exporter', 'endpoint'), exporter.endpoint)} ({exporter.protocol}, {security})"]
-        else:
-            lines += ["", f"spans go to {exporter.protocol}"]
+    lines += ["", _destination(loaded)]
     return "\n".join(lines)

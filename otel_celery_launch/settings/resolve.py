@@ -39,9 +39,9 @@ def resource_attributes(service: ServiceSettings) -> dict[str, str]:
 def build_plan(settings: Settings) -> Plan:
     exporter = settings.exporter
     url = traces_url(exporter)
-    insecure = exporter.insecure
-    if insecure is None:
-        insecure = url is not None and urlsplit(url).scheme == "http"
+    scheme = urlsplit(url).scheme if url else None
+    # https always means TLS (the exporters agree); otherwise http:// means none unless said
+    insecure = scheme == "http" if exporter.insecure is None or scheme == "https" else exporter.insecure
     return Plan(
         resource=resource_attributes(settings.service),
         exporter=ExporterPlan(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated
+from typing import Annotated, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Field
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -62,7 +62,8 @@ def check_readable_file(value: str) -> str:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-StrictBool = Annotated[bool, BeforeValidator(parse_strict_bool)]
+# json_schema_input_type: what the config file may hold, for the schema editors validate with
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=Union[float, Annotated[str, Field(pattern=_DURATION.pattern)]])]
+StrictBool = Annotated[bool, BeforeValidator(parse_strict_bool, json_schema_input_type=Union[bool, Literal["true", "false"]])]
 Endpoint = Annotated[str, AfterValidator(check_endpoint)]
 ReadableFile = Annotated[str, AfterValidator(check_readable_file)]

@@ -11,9 +11,10 @@ def _run() -> None:
     try:
         from otel_celery_launch.bootstrap import start
     except ImportError:
-        sys.stderr.write(
-            f"otel-celery-launch: warning: the launcher is not installed for {sys.executable}; running without tracing\n"
-        )
+        if os.environ.get("OTEL_CELERY_LAUNCH_WARNED_ABOUT") != sys.executable:  # the launcher said it before exec
+            sys.stderr.write(
+                f"otel-celery-launch: warning: the launcher is not installed for {sys.executable}; running without tracing\n"
+            )
     else:
         start()
 

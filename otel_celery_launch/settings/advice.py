@@ -1,0 +1,36 @@
+"""Likely mistakes in settings that are valid: the command still runs, with a warning.
+
+Each of these is legal but almost always wrong, and would show up only as spans that
+never arrive. Messages name the key and never a secret (URLs are shown as scheme://host:port).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from otel_celery_launch.settings.model import Settings
+from otel_celery_launch.settings.resolve import traces_url
+
+_OTHER_PORT = {"grpc": (4318, "http/protobuf"), "http/protobuf": (4317, "grpc")}
+
+
+def likely_mistakes(settings: Settings) -> list[str]:
+    exporter = settings.exporter
+    url = traces_url(exporter)
+    if url is None or settings.disabled:
+        return []
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts.port else f"{parts.scheme}://{parts.hostname}"
+    key = "exporter.traces_endpoint" if exporter.traces_endpoint else "exporter.endpoint"
+    advice = []
+    port, protocol = _OTHER_PORT[exporter.protocol]
+    if parts.port == port:
+        advice.append(
+            f"{key}: port {port} is where collectors speak {protocol}, but exporter.protocol is "
+            f"{exporter.protocol} ({shown})"
+        )
+    if parts.scheme == "https" and exporter.insecure:
+        advice.append(f"{key}: an https:// endpoint with exporter.insecure true; TLS is used anyway ({shown})")
+    if exporter.protocol == "grpc" and parts.path not in ("", "/"):
+        advice.append(f"{key}: gRPC ignores the path of the endpoint; only {shown} is used")
+    return advice
