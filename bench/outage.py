@@ -18,40 +18,24 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import BROKER, RESULTS, RUNNERS, otlp_env, purge_queue  # also puts the repository on sys.path
+from tests.otlp_receiver import Receiver, SilentCollector
+from tests.processes import SCENARIOS, Output, clean_env, free_port, poll
 
-from celery import Celery  # noqa: E402
-
-from tests.otlp_receiver import Receiver, SilentCollector  # noqa: E402
-from tests.processes import SCENARIOS, Output, clean_env, free_port, poll  # noqa: E402
-
-BIN = Path(sys.executable).parent
-RUNNERS = {
-    "bare": [],
-    "otel-celery-launch": [str(BIN / "otel-celery-launch"), "--"],
-    "opentelemetry-instrument": [str(BIN / "opentelemetry-instrument")],
-}
 COLLECTORS = ("up", "refusing", "hung")
 
 
 def run_once(runner: str, collector: str, endpoints: dict[str, str], receiver: Receiver, args: argparse.Namespace) -> dict[str, float]:
-    broker = "redis://127.0.0.1:6379/11"
-    env = clean_env(CELERY_BROKER_URL=broker)
+    env = clean_env(CELERY_BROKER_URL=BROKER)
     if runner != "bare":
-        env |= {"OTEL_SERVICE_NAME": "bench-outage", "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
-                "OTEL_LOGS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_PROTOCOL": args.protocol,
-                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoints[collector]}
+        env |= otlp_env("bench-outage", endpoints[collector], args.protocol)
     command = RUNNERS[runner] + ["celery", "-A", "tasks", "worker", "-P", "prefork", "-c", "2", "--max-tasks-per-child", "5",
                                  "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    app = Celery("bench", broker=broker)
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge("celery")
+    app = purge_queue()
     receiver.clear()
     worker = subprocess.Popen(command, cwd=SCENARIOS / "plain", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True)
@@ -84,7 +68,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), default="grpc")
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "outage.json"))
+    parser.add_argument("--json", default=str(RESULTS / "outage.json"))
     args = parser.parse_args()
     receiver = Receiver().start()
     silent = SilentCollector()

@@ -13,24 +13,12 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import BROKER, RESULTS, RUNNERS, otlp_env, purge_queue  # also puts the repository on sys.path
+from tests.otlp_receiver import Receiver
+from tests.processes import SCENARIOS, clean_env
 
-from celery import Celery  # noqa: E402
-
-from tests.otlp_receiver import Receiver  # noqa: E402
-from tests.processes import SCENARIOS, clean_env  # noqa: E402
-
-BIN = Path(sys.executable).parent
-RUNNERS = {
-    "bare": [],
-    "otel-celery-launch": [str(BIN / "otel-celery-launch"), "--"],
-    "opentelemetry-instrument": [str(BIN / "opentelemetry-instrument")],
-}
-BROKER = "redis://127.0.0.1:6379/11"
 PRODUCER = """
 import statistics, sys, time
 from tasks import record
@@ -49,13 +37,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--publishes", type=int, default=2000)
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "publish.json"))
+    parser.add_argument("--json", default=str(RESULTS / "publish.json"))
     args = parser.parse_args()
     receiver = Receiver().start()
-    env = clean_env(CELERY_BROKER_URL=BROKER, OTEL_SERVICE_NAME="bench-producer", OTEL_TRACES_EXPORTER="otlp",
-                    OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none", OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
-                    OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.grpc_port}")
-    app = Celery("bench", broker=BROKER)
+    env = clean_env(CELERY_BROKER_URL=BROKER, **otlp_env("bench-producer", f"http://127.0.0.1:{receiver.grpc_port}"))
     micros: dict[str, list[float]] = {runner: [] for runner in RUNNERS}
     for _ in range(args.rounds):
         for runner, prefix in RUNNERS.items():
@@ -63,8 +48,7 @@ def main() -> None:
             done = subprocess.run([*prefix, "python", "-c", code], cwd=SCENARIOS / "plain", env=env, capture_output=True,
                                   text=True, check=True)
             micros[runner].append(float(done.stdout.split()[-1]))
-            with app.connection_for_write() as connection:
-                connection.default_channel.queue_purge("celery")
+            purge_queue()
     receiver.stop()
     medians = {runner: statistics.median(values) for runner, values in micros.items()}
     print(f"median time of one .delay() to Redis, µs, median of {args.rounds} runs of {args.publishes}")

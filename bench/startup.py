@@ -14,34 +14,22 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from common import BIN, RESULTS, RUNNERS, otlp_env
+
 PROGRAMS = {
     "python -c pass": ["python", "-c", "pass"],
     "import celery + opentelemetry": ["python", "-c", "from celery import Celery; from opentelemetry import trace"],
 }
-RUNNERS = {
-    "bare": [],
-    "otel-celery-launch": [str(BIN / "otel-celery-launch"), "--"],
-    "opentelemetry-instrument": [str(BIN / "opentelemetry-instrument")],
-}
-OTLP = {
-    "OTEL_TRACES_EXPORTER": "otlp",
-    "OTEL_METRICS_EXPORTER": "none",
-    "OTEL_LOGS_EXPORTER": "none",
-    "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
-    "OTEL_SERVICE_NAME": "bench",
-}
+OTLP = otlp_env("bench", "http://127.0.0.1:4317")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "startup.json"))
+    parser.add_argument("--json", default=str(RESULTS / "startup.json"))
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | OTLP
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"

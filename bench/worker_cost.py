@@ -3,7 +3,7 @@
 A worker (solo, or prefork -c 2) consumes trivial tasks from the local Redis while a live
 OTLP/gRPC receiver takes the spans. For each runner and pool: tasks per second over a
 burst published by this script (untraced), and the resident memory of the worker's
-processes once warm. Runs are interleaved round by round; medians printed, JSON written.
+processes once warm, and the run spans the receiver got. Runs are interleaved round by round; medians printed, JSON written.
 
     .venv/bin/python bench/worker_cost.py [--rounds 3] [--tasks 1000]
 """
@@ -16,27 +16,15 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import BROKER, RESULTS, RUNNERS, otlp_env, purge_queue  # also puts the repository on sys.path
+from tests.otlp_receiver import Receiver
+from tests.processes import SCENARIOS, Output, clean_env, poll
 
-from celery import Celery  # noqa: E402
-
-from tests.otlp_receiver import Receiver  # noqa: E402
-from tests.processes import SCENARIOS, Output, clean_env, poll  # noqa: E402
-
-BIN = Path(sys.executable).parent
-RUNNERS = {
-    "bare": [],
-    "otel-celery-launch": [str(BIN / "otel-celery-launch"), "--"],
-    "opentelemetry-instrument": [str(BIN / "opentelemetry-instrument")],
-}
 POOLS = {"solo": ["-P", "solo"], "prefork": ["-P", "prefork", "-c", "2"]}
-BROKER = "redis://127.0.0.1:6379/11"
 
 
 def rss_mib(pid: int) -> float:
@@ -54,14 +42,10 @@ def children(pid: int) -> list[int]:
 def run_once(runner: str, pool: str, receiver: Receiver, tasks: int) -> dict[str, float]:
     env = clean_env(CELERY_BROKER_URL=BROKER)
     if runner != "bare":
-        env |= {"OTEL_SERVICE_NAME": "bench-worker", "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
-                "OTEL_LOGS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.grpc_port}"}
+        env |= otlp_env("bench-worker", f"http://127.0.0.1:{receiver.grpc_port}")
     command = RUNNERS[runner] + ["celery", "-A", "tasks", "worker", *POOLS[pool], "-l", "warning",
                                  "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    app = Celery("bench", broker=BROKER)
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge("celery")
+    app = purge_queue()
     worker = subprocess.Popen(command, cwd=SCENARIOS / "plain", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True)
     output = Output(worker)
@@ -81,14 +65,20 @@ def run_once(runner: str, pool: str, receiver: Receiver, tasks: int) -> dict[str
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
     output.finish()
-    return {"tasks_per_s": tasks / elapsed, "rss_mib": memory, "processes": len(processes)}
+    spans = 0
+    if runner != "bare":  # spans still in flight after exit: give them a moment
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and len(receiver.named("run/tasks.record")) < tasks + 4:
+            time.sleep(0.05)
+        spans = len(receiver.named("run/tasks.record"))
+    return {"tasks_per_s": tasks / elapsed, "rss_mib": memory, "processes": len(processes), "run_spans": spans}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=1000)
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "worker_cost.json"))
+    parser.add_argument("--json", default=str(RESULTS / "worker_cost.json"))
     args = parser.parse_args()
     receiver = Receiver().start()
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -99,14 +89,15 @@ def main() -> None:
                 runs.setdefault((pool, runner), []).append(run_once(runner, pool, receiver, args.tasks))
     receiver.stop()
     print(f"{args.tasks} trivial tasks on Redis, spans over OTLP/gRPC to a live receiver, median of {args.rounds} rounds")
-    print(f"{'pool':8} {'runner':26} {'tasks/s':>8} {'x bare':>7} {'RSS MiB':>8} {'+MiB/process':>13}")
+    print(f"{'pool':8} {'runner':26} {'tasks/s':>8} {'x bare':>7} {'RSS MiB':>8} {'+MiB/process':>13} {'run spans':>11}")
     results = []
     for (pool, runner), measured in runs.items():
         medians = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
         bare = {key: statistics.median(run[key] for run in runs[(pool, "bare")]) for key in measured[0]}
         added = (medians["rss_mib"] - bare["rss_mib"]) / medians["processes"]
+        spans = "-" if runner == "bare" else f"{medians['run_spans']:.0f}/{args.tasks + 4}"
         print(f"{pool:8} {runner:26} {medians['tasks_per_s']:8.0f} {medians['tasks_per_s'] / bare['tasks_per_s']:7.2f} "
-              f"{medians['rss_mib']:8.1f} {added:13.1f}")
+              f"{medians['rss_mib']:8.1f} {added:13.1f} {spans:>11}")
         results.append({"pool": pool, "runner": runner, **medians, "added_mib_per_process": added})
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"rounds": args.rounds, "tasks": args.tasks, "results": results}, indent=2))

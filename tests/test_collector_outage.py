@@ -79,3 +79,15 @@ def test_a_collector_that_recovers_gets_every_span_without_a_restart(pool: str, 
         {s.attributes["messaging.message.id"] for s in spans if s.name == "run/tasks.record"}
     ), "each task's run span arrives once"
     assert reported_drops(worker.output.finish())[0] == 0
+
+
+def test_a_full_queue_drops_the_oldest_spans_and_counts_them_without_a_warning_each(tmp_path: Path, redis: RedisServer) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+                    OTEL_BSP_MAX_QUEUE_SIZE="4", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2", OTEL_BSP_SCHEDULE_DELAY="50")
+    with Worker("tasks", PLAIN, env, pool="threads") as worker:
+        run_tasks(env, tmp_path)
+        assert worker.stop() == 0
+    output = worker.output.finish()
+    dropped, warnings = reported_drops(output)
+    assert dropped == TASKS, warnings
+    assert "Queue full" not in output and len(warnings) <= 3, warnings
