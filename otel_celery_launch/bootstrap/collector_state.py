@@ -30,7 +30,9 @@ _LAYOUT = struct.Struct("=dqd")
 def where(url: str) -> str:
     """host:port only: a URL's user, path or query may carry a token."""
     parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    if not parts.hostname:
+        return url
+    return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
 
 
 class CollectorState:

@@ -135,7 +135,7 @@ class ResilientExporter(SpanExporter):
 
     def _queue_said(self, record: logging.LogRecord) -> bool:
         """The SDK warns once per span dropped from a full queue; count them instead."""
-        if str(record.msg).startswith("Queue full"):
+        if str(record.msg).startswith("Queue full") and "span" in str(record.args).lower():
             self.lost += 1
             self.state.drop(1)
             return False
