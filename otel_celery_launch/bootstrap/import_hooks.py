@@ -75,7 +75,8 @@ class _AfterImportFinder:
 
 
 def _stack() -> list[FrameType]:
-    frames, frame = [], sys._getframe(2)
+    frames: list[FrameType] = []
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         frames.append(frame)
         frame = frame.f_back

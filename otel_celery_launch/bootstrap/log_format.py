@@ -9,6 +9,7 @@ its handlers our formatter (``after_setup_logger`` / ``after_setup_task_logger``
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -20,7 +21,7 @@ from otel_celery_launch.handoff import LogsPlan
 _timestamp = structlog.processors.TimeStamper(fmt="iso", utc=True)  # as in logs.configure_structlog
 
 
-def _ids_from_record(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _ids_from_record(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Stdlib records carry the ids of the moment they were made (see log_ids.install_record_factory)."""
     record = event_dict.get("_record")
     if getattr(record, "trace_id", ""):
@@ -35,7 +36,7 @@ def formatter(plan: LogsPlan, stream: Any) -> logging.Formatter:
     terminal = bool(getattr(stream, "isatty", lambda: False)())
     console = plan.format == "console" or (plan.format == "auto" and terminal)
     renderer: Any = structlog.dev.ConsoleRenderer(colors=terminal) if console else structlog.processors.JSONRenderer()
-    finish = [ProcessorFormatter.remove_processors_meta]
+    finish: list[Any] = [ProcessorFormatter.remove_processors_meta]
     if not console:
         finish.append(structlog.processors.format_exc_info)
     return ProcessorFormatter(

@@ -47,7 +47,7 @@ def foreign_python(argv0: str, environ: Mapping[str, str]) -> str | None:
         path = resolve(argv0, environ)
     except LaunchError:
         return None
-    interpreter = path
+    interpreter: str | None = path
     if not os.path.basename(path).startswith("python"):
         try:
             with open(path, "rb") as script:
@@ -60,8 +60,8 @@ def foreign_python(argv0: str, environ: Mapping[str, str]) -> str | None:
         if not words or not os.path.basename(words[0]).startswith("python"):
             return None
         interpreter = words[0] if os.sep in words[0] else _quiet_resolve(words[0], environ)
-        if interpreter is None:
-            return None
+    if interpreter is None:
+        return None
     if os.path.dirname(os.path.abspath(interpreter)) == os.path.dirname(os.path.abspath(sys.executable)):
         return None
     outside_a_venv = sys.prefix == sys.base_prefix  # then a link to the same binary is the same environment

@@ -126,6 +126,7 @@ class Settings(BaseSettings):
 
 
 FieldPath = tuple[str, ...]
+Shape = Literal["scalar", "list", "mapping"]
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Leaf:
 
     path: FieldPath
     info: FieldInfo
-    shape: Literal["scalar", "list", "mapping"]
+    shape: Shape
 
     @property
     def dotted(self) -> str:
@@ -148,5 +149,5 @@ def leaves(model: type[BaseModel] = Settings, prefix: FieldPath = ()) -> Iterato
             yield from leaves(annotation, prefix + (name,))
             continue
         origin = get_origin(annotation)
-        shape = "list" if origin is list else "mapping" if origin is dict else "scalar"
+        shape: Shape = "list" if origin is list else "mapping" if origin is dict else "scalar"
         yield Leaf(prefix + (name,), info, shape)
