@@ -135,3 +135,11 @@ def test_beat_under_the_launcher_starts_a_trace_per_scheduled_publish(worker: Wo
         assert publish is not None and publish.service == "beat" and publish.name == "apply_async/semantics.tick"
         assert publish.parent_span_id == "" and publish.trace_id == tick.trace_id, "each scheduled publish starts its trace"
     assert len({tick.trace_id for tick in ticks}) == len(ticks)
+
+
+def test_a_publish_by_name_from_an_app_without_the_task_joins_the_trace(worker: Worker, broker_env: dict[str, str], receiver: Receiver) -> None:
+    """A web app often sends tasks by name, without importing the worker's code."""
+    body = "import os; from celery import Celery; Celery('web', broker=os.environ['CELERY_BROKER_URL']).send_task('semantics.add', (1, 2), queue=os.environ['TEST_QUEUE'])"
+    spans = trace_of(receiver, produce(broker_env, body), {"add": 1})
+    (run,) = assert_caused_by_publishes(spans, "add")
+    assert next(span for span in spans if span.span_id == run.parent_span_id).service == "producer"
