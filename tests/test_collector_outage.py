@@ -91,3 +91,22 @@ def test_a_full_queue_drops_the_oldest_spans_and_counts_them_without_a_warning_e
     dropped, warnings = reported_drops(output)
     assert dropped == TASKS, warnings
     assert "Queue full" not in output and len(warnings) <= 3, warnings
+
+
+FLUSHING_SCRIPT = """
+from opentelemetry import trace
+for n in range(5):
+    with trace.get_tracer("script").start_as_current_span(f"step {n}"):
+        pass
+trace.get_tracer_provider().force_flush()
+print("flushed")
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_script_that_flushes_while_the_collector_fails_is_not_held(protocol: str, receiver: Receiver) -> None:
+    receiver.failing = True
+    env = clean_env(OTEL_BSP_EXPORT_TIMEOUT="1000", OTEL_EXPORTER_OTLP_TIMEOUT="1000", **receiver.env(protocol))
+    result = run_launcher(["--", "python", "-c", FLUSHING_SCRIPT], env, timeout=30)
+    assert result.returncode == 0 and result.stdout == "flushed\n", result.stderr
+    assert reported_drops(result.stderr)[0] == 5, result.stderr

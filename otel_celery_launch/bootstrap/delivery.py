@@ -5,8 +5,9 @@ lacks is taken care of here:
 
 * the exporter is built per process, after any fork, when the process ends its first span
   (on the application's thread: at interpreter exit its import would fail);
-* a batch the collector refused is retried in the background until the collector answers,
-  while the queue bounds memory, so a collector that restarts loses nothing;
+* a batch the collector refused is retried in the background until the collector answers
+  (for at most ``batch.export_timeout``, so that a caller of ``force_flush`` is not held
+  forever), while the queue bounds memory, so a collector that restarts loses nothing;
 * a process that exits flushes for at most ``exit_timeout``, and not at all once the
   collector is known to be down: prefork children leave through ``os._exit`` and must not
   each wait out retries, and a hung collector must not hold a shutdown;
@@ -41,6 +42,7 @@ class ResilientExporter(SpanExporter):
 
     def __init__(self, plan: Plan, state: CollectorState, at_exit: Callable[[], None]) -> None:
         self._plan = plan.exporter
+        self._give_up_after = plan.batch.export_timeout  # a caller of force_flush must not wait forever
         self.state = state
         self._at_exit = at_exit
         self._exporter: SpanExporter | None = None
@@ -83,14 +85,19 @@ class ResilientExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         exporter = self.prepare()
-        backoff = RETRY_BACKOFF[0]
+        backoff, deadline = RETRY_BACKOFF[0], time.monotonic() + self._give_up_after
         while exporter is not None and not (self._leaving.is_set() and self.state.down):
             if exporter.export(spans) is SpanExportResult.SUCCESS:
                 self.delivered += len(spans)
                 self.state.mark_up()
                 return SpanExportResult.SUCCESS
             self.state.mark_down("export failed")
-            self._leaving.wait(backoff)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.lost += len(spans)
+                self.state.drop(len(spans))
+                break
+            self._leaving.wait(min(backoff, remaining))
             backoff = min(backoff * 2, RETRY_BACKOFF[1])
         return SpanExportResult.FAILURE
 

@@ -83,7 +83,9 @@ class SamplerSettings(Section):
 
 class BatchSettings(Section):
     schedule_delay: Duration = Field(5.0, description="longest wait before a batch is exported")
-    export_timeout: Duration = Field(30.0, description="longest one batch export may take")
+    export_timeout: Duration = Field(
+        30.0, description="longest a batch is retried while the collector refuses it; then it is dropped and counted"
+    )
     max_queue_size: int = Field(2048, gt=0, description="spans held in memory per process; beyond it the oldest are dropped and counted")
     max_export_batch_size: int = Field(512, gt=0, description="spans per export")
     exit_timeout: Duration = Field(
