@@ -1,8 +1,10 @@
 """Bootstrap: what runs inside the launched process, before any user code.
 
-Nothing heavy happens here. Hooks are registered so that the SDK is set up the moment
-the program imports OpenTelemetry, and the Celery instrumentation the moment it imports
-Celery's application module; a process that imports neither pays almost nothing.
+Nothing heavy happens here. Log records get their trace ids (standard library only), and
+hooks are registered so that the SDK is set up the moment the program imports
+OpenTelemetry, structlog is configured the moment it is imported, and the Celery
+instrumentation is installed the moment Celery's application module is; a process that
+imports none of them pays almost nothing.
 """
 
 from __future__ import annotations
