@@ -35,7 +35,8 @@ def start() -> None:
         install_logging(plan.logs)
     except Exception as error:
         diagnostics.telemetry_failed("setting up log correlation", error)
-    after_import("structlog", _guarded("configuring structlog", lambda plan: configure_structlog(plan.logs), plan))
+    if plan.logs.format != "off":
+        after_import("structlog", _guarded("configuring structlog", lambda _: configure_structlog(), plan))
     after_import("opentelemetry.trace", _guarded("setting up the tracer provider", install_tracer_provider, plan))
     after_import("opentelemetry.propagate", _guarded("setting up the propagators", install_propagators, plan))
     after_import("celery.app", _guarded("instrumenting Celery", instrument_celery, plan), settle=True)

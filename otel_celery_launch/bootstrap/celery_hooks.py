@@ -25,10 +25,14 @@ def instrument_celery(plan: Plan) -> None:
     # Prefork children leave through os._exit, which skips atexit: flush before that.
     signals.worker_process_shutdown.connect(_flush_before_exit, weak=False)
     signals.worker_init.connect(lambda **_: _import_exporter_ahead(plan), weak=False)
-    # Restyle the handlers Celery made; taking over through setup_logging would lose -l, -f
-    # and stdout redirection. The task logger needs its own: it does not propagate to root.
-    signals.after_setup_logger.connect(lambda logger, **_: restyle_celery_handlers(plan.logs, logger), weak=False)
-    signals.after_setup_task_logger.connect(lambda logger, **_: restyle_celery_handlers(plan.logs, logger), weak=False)
+    if plan.logs.format != "off":
+        # Restyle the handlers Celery made; taking over through setup_logging would lose -l, -f
+        # and stdout redirection. The task logger needs its own: it does not propagate to root.
+        def restyle(logger: logging.Logger, **_: Any) -> None:
+            restyle_celery_handlers(plan.logs, logger)
+
+        signals.after_setup_logger.connect(restyle, weak=False)
+        signals.after_setup_task_logger.connect(restyle, weak=False)
     if logger.isEnabledFor(logging.DEBUG):  # connected after the instrumentation, so headers are filled in
         signals.before_task_publish.connect(_log_inject, weak=False)
         signals.task_prerun.connect(_log_extract, weak=False)

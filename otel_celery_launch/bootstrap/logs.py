@@ -52,10 +52,8 @@ def install_logging(plan: LogsPlan) -> None:
         root.setLevel(plan.level.upper())
 
 
-def configure_structlog(plan: LogsPlan) -> None:
+def configure_structlog() -> None:
     """Called once structlog is imported (also by our own formatter): route it through logging."""
-    if plan.format == "off":
-        return
     import structlog
     from structlog.stdlib import ProcessorFormatter
 
@@ -79,7 +77,6 @@ def configure_structlog(plan: LogsPlan) -> None:
 
 def restyle_celery_handlers(plan: LogsPlan, logger: logging.Logger) -> None:
     """Celery's handlers, in our format."""
-    if plan.format != "off":
-        from otel_celery_launch.bootstrap.log_format import restyle
+    from otel_celery_launch.bootstrap.log_format import restyle
 
-        restyle(logger, plan)
+    restyle(logger, plan)

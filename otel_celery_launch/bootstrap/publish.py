@@ -39,8 +39,8 @@ def _end(task_name: str, before: context.Context, error: BaseException) -> None:
         return  # the publish never started, or was already ended
     task = utils.retrieve_task_from_sender({"sender": task_name})
     task_id = getattr(span, "attributes", {}).get("messaging.message.id")
-    stored = utils.retrieve_context(task, task_id, is_publish=True) if task_id else None
-    if task_id and stored is not None:  # the instrumentation's own context manager: error status, end, detach
+    if task_id and (stored := utils.retrieve_context(task, task_id, is_publish=True)):
+        # the instrumentation's own context manager: error status, end, detach
         stored[1].__exit__(type(error), error, error.__traceback__)
         utils.detach_context(task, task_id, is_publish=True)
         return
