@@ -110,7 +110,6 @@ def _run(argv: Sequence[str]) -> int:
     if interpreter:
         _warn([f"{command[0]} runs {interpreter}, not the Python this launcher is installed in ({sys.executable}): "
                "the bootstrap cannot load there and the command will run untraced"])
-        environ["OTEL_CELERY_LAUNCH_WARNED_ABOUT"] = interpreter  # so the hook does not say it again
     try:
         exec_command(command, child_environment(environ, plan))
     except LaunchError as error:

@@ -1,32 +1,58 @@
-"""Celery instrumentation and the signal receivers that keep spans and show the wire."""
+"""Celery: report its first use, install the instrumentation, and the receivers that keep spans."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from otel_celery_launch.bootstrap.diagnostics import logger, silence
-from otel_celery_launch.bootstrap.logs import restyle_celery_handlers
+from otel_celery_launch.bootstrap.publish import task_from_sender, watch_publishes
 from otel_celery_launch.handoff import Plan
+
+
+def report_first_use(first_use: Callable[[], None]) -> Callable[[ModuleType], None]:
+    """Armed right after ``celery.app``'s body has run: the first app, publish and worker say so.
+
+    Imports nothing (``celery.app`` is still being imported); it only wraps what it defines.
+    """
+
+    def arm(celery_app: ModuleType) -> None:
+        celery_class = celery_app.Celery
+        init = celery_class.__init__
+
+        @functools.wraps(init)
+        def init_then_report(app: Any, *args: Any, **kwargs: Any) -> None:
+            init(app, *args, **kwargs)
+            first_use()
+
+        celery_class.__init__ = init_then_report
+        watch_publishes(celery_class, first_use)
+        sys.modules["celery.signals"].worker_init.connect(lambda **_: first_use(), weak=False)
+
+    return arm
 
 
 def instrument_celery(plan: Plan) -> None:
     from celery import signals
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
-
-    from otel_celery_launch.bootstrap.publish import end_failed_publishes
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor, utils
 
     # Tutorial code calls instrument() itself, before or after ours; the second call does
     # nothing, so its warning is noise.
     silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
+    utils.retrieve_task_from_sender = task_from_sender(utils.retrieve_task_from_sender)  # type: ignore[assignment]
     CeleryInstrumentor().instrument(skip_dep_check=True)
-    end_failed_publishes()
 
     # Prefork children leave through os._exit, which skips atexit: flush before that.
     signals.worker_process_shutdown.connect(_flush_before_exit, weak=False)
     signals.worker_init.connect(lambda **_: _import_exporter_ahead(plan), weak=False)
     if plan.logs.format != "off":
-        # Restyle the handlers Celery made; taking over through setup_logging would lose -l, -f
+        from otel_celery_launch.bootstrap.logs import restyle_celery_handlers
+
+        # Celery's own handlers only; taking over through setup_logging would lose -l, -f
         # and stdout redirection. The task logger needs its own: it does not propagate to root.
         def restyle(logger: logging.Logger, **_: Any) -> None:
             restyle_celery_handlers(plan.logs, logger)

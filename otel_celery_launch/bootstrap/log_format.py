@@ -15,21 +15,27 @@ from typing import Any
 import structlog
 from structlog.stdlib import ProcessorFormatter
 
-from otel_celery_launch.bootstrap.log_ids import current_task
+from otel_celery_launch.bootstrap.log_ids import add_missing, current_task
 from otel_celery_launch.handoff import LogsPlan
 
 _timestamp = structlog.processors.TimeStamper(fmt="iso", utc=True)  # as in logs.configure_structlog
 
 
 def _ids_from_record(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Stdlib records carry the ids of the moment they were made (see log_ids.install_record_factory)."""
+    """Stdlib records carry the ids of the moment they were made (see log_ids.install_record_ids)."""
     record = event_dict.get("_record")
     if getattr(record, "trace_id", ""):
-        event_dict["trace_id"], event_dict["span_id"] = record.trace_id, record.span_id  # type: ignore[union-attr]
+        add_missing(event_dict, ("trace_id", "span_id"), (record.trace_id, record.span_id))  # type: ignore[union-attr]
         task = current_task()  # handlers that format on the logging thread: Celery's, and ours
-        if task is not None:
-            event_dict["task_id"], event_dict["task_name"] = task
+        if task is not None and "task_id" not in record.__dict__ and "task_name" not in record.__dict__:  # type: ignore[union-attr]
+            add_missing(event_dict, ("task_id", "task_name"), task)
     return event_dict
+
+
+class _Formatter(ProcessorFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()  # as logging.Formatter does: later handlers and tests read it
+        return super().format(record)
 
 
 def formatter(plan: LogsPlan, stream: Any) -> logging.Formatter:
@@ -39,7 +45,7 @@ def formatter(plan: LogsPlan, stream: Any) -> logging.Formatter:
     finish: list[Any] = [ProcessorFormatter.remove_processors_meta]
     if not console:
         finish.append(structlog.processors.format_exc_info)
-    return ProcessorFormatter(
+    return _Formatter(
         foreign_pre_chain=[
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
@@ -51,5 +57,9 @@ def formatter(plan: LogsPlan, stream: Any) -> logging.Formatter:
 
 
 def restyle(logger: logging.Logger, plan: LogsPlan) -> None:
+    """Only handlers with Celery's formatter: Celery made them (``setup_handlers``)."""
+    from celery.utils.log import ColorFormatter
+
     for handler in logger.handlers:
-        handler.setFormatter(formatter(plan, getattr(handler, "stream", None)))
+        if isinstance(handler.formatter, ColorFormatter):
+            handler.setFormatter(formatter(plan, getattr(handler, "stream", None)))

@@ -9,6 +9,7 @@ other services log. Outside any span there are no ids, rather than zeros.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -40,29 +41,37 @@ def current_task() -> tuple[str, str] | None:
 def add_trace_ids(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: ``trace_id``/``span_id``, and ``task_id``/``task_name`` inside a task.
 
+    Each pair is added only where the program set neither of its keys: its own values stay.
     Public: an application that configures structlog itself can put it in its own chain.
     """
     ids = current_ids()
     if ids is not None:
-        event_dict["trace_id"], event_dict["span_id"] = ids
+        add_missing(event_dict, ("trace_id", "span_id"), ids)
         task = current_task()
         if task is not None:
-            event_dict["task_id"], event_dict["task_name"] = task
+            add_missing(event_dict, ("task_id", "task_name"), task)
     return event_dict
 
 
-def install_record_factory() -> None:
+def add_missing(fields: MutableMapping[str, Any], keys: tuple[str, str], values: tuple[str, str]) -> None:
+    if keys[0] not in fields and keys[1] not in fields:
+        fields[keys[0]], fields[keys[1]] = values
+
+
+def install_record_ids() -> None:
     """Every stdlib record gets ``trace_id`` and ``span_id`` attributes ("" outside a span).
 
-    Set when the record is made, on the thread that logs, so a formatter of the
+    Set when the logger makes the record, on the thread that logs, so a formatter of the
     application's own (``%(trace_id)s`` in a dictConfig format) can use them wherever and
-    whenever it runs.
+    whenever it runs. Set after ``extra=`` is applied, and only where it set neither: a
+    record factory would set them first, and ``extra={"trace_id": ...}`` would then raise.
     """
-    make_record = logging.getLogRecordFactory()
+    make_record = logging.Logger.makeRecord
 
-    def record_with_ids(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        record.trace_id, record.span_id = current_ids() or ("", "")
+    @functools.wraps(make_record)
+    def make_record_with_ids(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(self, *args, **kwargs)
+        add_missing(record.__dict__, ("trace_id", "span_id"), current_ids() or ("", ""))
         return record
 
-    logging.setLogRecordFactory(record_with_ids)
+    logging.Logger.makeRecord = make_record_with_ids  # type: ignore[method-assign]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from otel_celery_launch.bootstrap.log_ids import add_trace_ids, install_record_factory
+from otel_celery_launch.bootstrap.log_ids import add_trace_ids, install_record_ids
 from otel_celery_launch.handoff import LogsPlan
 
 
@@ -39,7 +39,7 @@ class _LastResortUntilConfigured(logging.Handler):
 
 
 def install_logging(plan: LogsPlan) -> None:
-    install_record_factory()
+    install_record_ids()
     if plan.format == "off":
         return
     logging.lastResort = _StyledLastResort(plan)
@@ -76,7 +76,7 @@ def configure_structlog() -> None:
 
 
 def restyle_celery_handlers(plan: LogsPlan, logger: logging.Logger) -> None:
-    """Celery's handlers, in our format."""
+    """The handlers Celery made, in our format; the application's and a test framework's keep theirs."""
     from otel_celery_launch.bootstrap.log_format import restyle
 
     restyle(logger, plan)

@@ -1,39 +1,83 @@
-"""A publish that fails must not leave its span open and current.
+"""Around every publish (``Celery.send_task``): first use, the publishing app's task, a failed publish.
 
-The Celery instrumentation starts the publish span in ``before_task_publish`` and ends it
-in ``after_task_publish``. When the broker is down the second signal never comes: the
-span stays open and current, and everything the thread does next, every log line and
-every span, is parented to a publish that failed long ago.
+* The first publish is a first use of Celery: the instrumentation is set up then, if it
+  was not yet (see :mod:`otel_celery_launch.bootstrap.activation`).
+* The instrumentation's publish handlers look the task up through ``current_app``, which
+  may not be the app that publishes, may refuse (an app that must not auto-finalize), and
+  then logs an error at every publish. The publishing app is known here: its task is
+  handed to those handlers instead, found the way ``send_task`` itself finds it.
+* The instrumentation starts the publish span in ``before_task_publish`` and ends it in
+  ``after_task_publish``. When the broker is down the second signal never comes: the span
+  would stay open and current, parent of everything the thread does next.
+
+Imports nothing at import time: it is wrapped around ``send_task`` while ``celery.app`` is
+still being imported.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
-from opentelemetry import context, trace
-from opentelemetry.instrumentation.celery import utils
-from opentelemetry.trace import Status, StatusCode
+_publishing: ContextVar[tuple[str, Any, Any] | None] = ContextVar("otel_celery_launch_publishing", default=None)
 
 
-def end_failed_publishes() -> None:
-    from celery.app.base import Celery
-
-    send_task = Celery.send_task
+def watch_publishes(celery_class: type, first_use: Callable[[], None]) -> None:
+    send_task = celery_class.send_task  # type: ignore[attr-defined]
 
     @functools.wraps(send_task)
-    def send_task_ending_a_failed_publish(app: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-        before = context.get_current()
+    def send_task_watched(app: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        first_use()
+        otel_context = sys.modules.get("opentelemetry.context")
+        before = otel_context.get_current() if otel_context is not None else None
+        token = _publishing.set((name, app, kwargs.get("task_type")))
         try:
             return send_task(app, name, *args, **kwargs)
         except BaseException as error:
-            _end(name, before, error)
+            if before is not None:
+                _end(name, before, error)
             raise
+        finally:
+            _publishing.reset(token)
 
-    Celery.send_task = send_task_ending_a_failed_publish  # type: ignore[method-assign]
+    celery_class.send_task = send_task_watched  # type: ignore[attr-defined]
 
 
-def _end(task_name: str, before: context.Context, error: BaseException) -> None:
+def task_from_sender(lookup: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """The instrumentation's task lookup, answered from the publishing app first, never raising."""
+
+    @functools.wraps(lookup)
+    def task_of_the_publishing_app(kwargs: Mapping[str, Any]) -> Any:
+        publishing = _publishing.get()
+        if publishing is not None and publishing[0] == kwargs.get("sender"):
+            name, app, task = publishing
+            task = task or _registered(app, name)
+            if task is not None:
+                return task
+        try:
+            return lookup(kwargs)
+        except Exception:  # current_app cannot answer: publish as an anonymous task
+            return None
+
+    return task_of_the_publishing_app
+
+
+def _registered(app: Any, name: str) -> Any:
+    """The app's task by that name, looked up as ``send_task`` does: never finalizing the app."""
+    try:
+        return app._tasks[name]
+    except Exception:
+        return None
+
+
+def _end(task_name: str, before: Any, error: BaseException) -> None:
+    from opentelemetry import context, trace
+    from opentelemetry.instrumentation.celery import utils
+    from opentelemetry.trace import Status, StatusCode
+
     span = trace.get_current_span()
     if span is trace.get_current_span(before):
         return  # the publish never started, or was already ended

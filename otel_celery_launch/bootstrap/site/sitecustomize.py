@@ -1,6 +1,11 @@
 """Placed first on the launched process's PYTHONPATH by otel-celery-launch.
 
 Starts the bootstrap, then runs the sitecustomize this one shadows, if there is one.
+
+Processes the program starts inherit PYTHONPATH. One that runs another interpreter, where
+the launcher is not installed, finds this file too and must behave as it would without
+the launcher: no bootstrap, and not a word (the launcher warned before exec if the command
+itself runs such an interpreter).
 """
 
 
@@ -11,10 +16,7 @@ def _run() -> None:
     try:
         from otel_celery_launch.bootstrap import start
     except ImportError:
-        if os.environ.get("OTEL_CELERY_LAUNCH_WARNED_ABOUT") != sys.executable:  # the launcher said it before exec
-            sys.stderr.write(
-                f"otel-celery-launch: warning: the launcher is not installed for {sys.executable}; running without tracing\n"
-            )
+        pass
     else:
         start()
 
