@@ -111,3 +111,68 @@ def test_ids_come_from_the_span_context_even_when_the_sampler_dropped_the_span()
         event = add_trace_ids(None, "info", {"event": "x"})
     assert event["trace_id"] == f"{0xABC:032x}" and event["span_id"] == f"{0xDEF:016x}"
     assert "trace_id" not in add_trace_ids(None, "info", {"event": "outside"})
+
+
+OWN_KEYS = """
+import logging, structlog
+from opentelemetry import trace
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.INFO)
+captured = structlog.testing.LogCapture()
+with trace.get_tracer("p").start_as_current_span("request") as span:
+    logging.getLogger("app").info("mine", extra={"trace_id": "my-trace", "span_id": "my-span", "task_id": "my-task"})
+    logging.getLogger("app").info("ours")
+    ours = format(span.get_span_context().trace_id, "032x")
+    event = {"trace_id": "my-trace", "task_id": "my-task"}
+    from otel_celery_launch.bootstrap.log_ids import add_trace_ids
+    kept = add_trace_ids(None, "info", dict(event))
+    added = add_trace_ids(None, "info", {})
+mine, theirs = records
+print(mine.trace_id, mine.span_id, mine.task_id)
+print(theirs.trace_id == ours, logging.Formatter("%(trace_id)s").format(theirs) == ours)
+print(kept == event, added["trace_id"] == ours)
+"""
+
+
+def test_the_programs_own_ids_are_kept_and_extra_works() -> None:
+    result = run_launcher(["--", "python", "-c", OWN_KEYS], clean_env(OTEL_TRACES_EXPORTER="none"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["my-trace my-span my-task", "True True", "True True"]
+
+
+def test_a_worker_keeps_the_applications_handler_and_its_keys(redis: RedisServer, receiver: Receiver) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_SERVICE_NAME="own-logs", **receiver.env("grpc"))
+    with Worker("own_logging_tasks", PLAIN, env, pool="solo", quiet=True) as worker:
+        producer = run_launcher(["--", "python", "-c", "from own_logging_tasks import own_ids; own_ids.delay(3)"], env, cwd=PLAIN)
+        assert producer.returncode == 0, producer.stderr
+        worker.output.wait_for("structlog own ids")
+        assert worker.stop() == 0
+    output = worker.output.finish()
+    (run,) = receiver.wait_for(lambda spans: any(s.name == "run/own_logging_tasks.own_ids" for s in spans)) and receiver.named("run/own_logging_tasks.own_ids")
+    assert "APP formatters after Celery set up logging: ['Formatter']" in output, output
+    assert "APP INFO own.std trace=my-trace extra ids 3" in output, output
+    assert f"APP INFO own.std trace={run.trace_id} launcher ids 3" in output, output
+    structlog_line = next(line for line in output.splitlines() if "structlog own ids" in line)
+    assert structlog_line.startswith("APP INFO own trace="), structlog_line
+    for own in ("'trace_id': 'my-trace'", "'span_id': 'my-span'", "'task_id': 'my-task'", "'task_name': 'my-name'"):
+        assert own in structlog_line, structlog_line
+
+
+DESCENDANTS = """
+import subprocess, sys
+other = subprocess.run(["/usr/bin/python3", "-c", "print('other interpreter')"], capture_output=True, text=True)
+print(repr(other.stdout), repr(other.stderr))
+same = subprocess.run([sys.executable, "-c", "from opentelemetry import trace; print(type(trace.get_tracer_provider()).__name__)"],
+                      capture_output=True, text=True)
+print(repr(same.stdout), repr(same.stderr))
+"""
+
+
+def test_descendants_on_another_interpreter_are_untouched_and_ours_are_traced() -> None:
+    result = run_launcher(["--", "python", "-c", DESCENDANTS], clean_env(OTEL_TRACES_EXPORTER="none"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["'other interpreter\\n' ''", "'TracerProvider\\n' ''"]

@@ -1,0 +1,6 @@
+from celery import chain
+
+from shop.jobs import add
+
+place_order = chain
+__all__ = ["add", "place_order"]

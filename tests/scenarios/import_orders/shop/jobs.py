@@ -1,0 +1,1 @@
+from tasks import add  # noqa: F401
