@@ -80,11 +80,12 @@ def differences(bare: Mapping[str, str], launched: Mapping[str, str]) -> list[st
             for name in sorted(set(bare) | set(launched)) if bare.get(name) != launched.get(name)]
 
 
-def compare(paths: Sequence[str], env: Mapping[str, str], workdir: Path, timeout: float = 600) -> dict[str, object]:
-    """Bare against launched, with and without the user's import order forced first."""
+def compare(paths: Sequence[str], env: Mapping[str, str], workdir: Path, timeout: float = 600,
+            user_orders: Sequence[bool] = (False, True)) -> dict[str, object]:
+    """Bare against launched, plain and with the user's import order forced first."""
     root = suite()
     report: dict[str, object] = {}
-    for user_order in (False, True):
+    for user_order in user_orders:
         label = "user import order" if user_order else "plain"
         bare = run(root, paths, launched=False, user_order=user_order, env=env, junit=workdir / f"bare-{user_order}.xml", timeout=timeout)
         launched = run(root, paths, launched=True, user_order=user_order, env=env, junit=workdir / f"launched-{user_order}.xml", timeout=timeout)
@@ -106,14 +107,16 @@ def _counts(found: Mapping[str, str]) -> dict[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--integration", action="store_true", help=f"run {', '.join(INTEGRATION)} (needs Redis and RabbitMQ; long)")
+    parser.add_argument("--user-order", action="store_true", help="also with a user's import order forced first (twice as long)")
+    parser.add_argument("paths", nargs="*", help="test paths inside the sdist, instead of the default set")
     options = parser.parse_args()
-    paths = INTEGRATION if options.integration else UNIT_SLICE
+    paths = options.paths or (INTEGRATION if options.integration else UNIT_SLICE)
     receiver = Receiver().start()
     env = clean_env(TEST_BROKER="pyamqp://guest:guest@127.0.0.1:5672//", TEST_BACKEND="redis://127.0.0.1:6379/15",
                     **receiver.env("grpc"))
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            report = compare(paths, env, Path(workdir), timeout=3600)
+            report = compare(paths, env, Path(workdir), timeout=3600, user_orders=(False, True) if options.user_order else (False,))
     finally:
         receiver.stop()
     for label, result in report.items():

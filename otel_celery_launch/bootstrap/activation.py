@@ -127,7 +127,10 @@ def _half_made(name: str) -> bool:
 
 def _importing_now() -> bool:
     """Called by an import, not by ``importlib.util.find_spec`` (runpy): only an import runs the body."""
-    caller = sys._getframe(3)  # find_spec <- importlib's _find_spec <- _find_and_load_unlocked
+    try:
+        caller = sys._getframe(3)  # find_spec <- importlib's _find_spec <- _find_and_load_unlocked
+    except ValueError:  # called from near the top of a stack: not by an import
+        return False
     return caller.f_code is _FIND_AND_LOAD_UNLOCKED
 
 
