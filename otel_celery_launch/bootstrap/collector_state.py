@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 from otel_celery_launch.bootstrap.diagnostics import logger
 
 REPORT_INTERVAL = 60.0  # seconds between two warnings about the same outage
+HUNG_FOR = 5.0  # seconds that exiting processes skip a collector that let one of them time out
 
-# down_since (0: reachable), dropped since the last report, time of the last report
-_LAYOUT = struct.Struct("=dqd")
+# down_since (0: reachable), dropped since the last report, time of the last report,
+# until when exiting processes skip a hung collector
+_LAYOUT = struct.Struct("=dqdd")
 
 
 def where(url: str) -> str:
@@ -59,6 +61,15 @@ class CollectorState:
     def down(self) -> bool:
         return _LAYOUT.unpack_from(self._page)[0] > 0
 
+    @property
+    def hung(self) -> bool:
+        """A collector that let an exit time out, lately: exits skip it rather than each wait.
+
+        The knowledge expires, so a process exiting later tries again; a collector that
+        refuses costs an exit nothing to try, so refusals alone never make exits skip.
+        """
+        return time.time() < _LAYOUT.unpack_from(self._page)[3]
+
     def mark_down(self, why: str) -> None:
         with self._locked() as fields:
             if fields[0]:
@@ -66,10 +77,16 @@ class CollectorState:
             fields[0] = time.time()
             self._report(fields, f"cannot reach the collector at {self._where} ({why})")
 
+    def mark_hung(self, why: str) -> None:
+        self.mark_down(why)
+        with self._locked() as fields:
+            fields[3] = time.time() + HUNG_FOR
+
     def mark_up(self) -> None:
         if not self.down:  # the common case, without taking the lock
             return
         with self._locked() as fields:
+            fields[3] = 0.0
             if fields[0]:
                 fields[0] = 0.0
                 logger.warning("otel-celery-launch: the collector at %s answers again; exporting resumed", self._where)

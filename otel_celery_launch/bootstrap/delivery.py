@@ -8,9 +8,10 @@ lacks is taken care of here:
 * a batch the collector refused is retried in the background until the collector answers
   (for at most ``batch.export_timeout``, so that a caller of ``force_flush`` is not held
   forever), while the queue bounds memory, so a collector that restarts loses nothing;
-* a process that exits flushes for at most ``exit_timeout``, and not at all once the
-  collector is known to be down: prefork children leave through ``os._exit`` and must not
-  each wait out retries, and a hung collector must not hold a shutdown;
+* a process that exits tries once, for at most ``exit_timeout``, never waiting out
+  retries (prefork children leave through ``os._exit``, and a hung collector must not hold
+  a shutdown); it does not try at all while the collector lately let an exit time out, a
+  knowledge that expires, so that short-lived children export again once it is back;
 * every span that never reached the collector is counted and reported, at most once per
   interval for the whole worker (:class:`~.collector_state.CollectorState`).
 """
@@ -60,6 +61,7 @@ class ResilientExporter(SpanExporter):
             self._built = False
             self._building = threading.Lock()
             self._leaving = threading.Event()
+            self.failed = threading.Event()  # the latest try failed, or the exporter said it is failing
             self.ended = self.delivered = self.lost = 0
 
     def prepare(self) -> SpanExporter | None:
@@ -86,12 +88,15 @@ class ResilientExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         exporter = self.prepare()
         backoff, deadline = RETRY_BACKOFF[0], time.monotonic() + self._give_up_after
-        while exporter is not None and not (self._leaving.is_set() and self.state.down):
-            if exporter.export(spans) is SpanExportResult.SUCCESS:
+        while exporter is not None and not (self._leaving.is_set() and self.state.hung):
+            self.failed.clear()
+            if self._try(exporter, spans):
                 self.delivered += len(spans)
                 self.state.mark_up()
                 return SpanExportResult.SUCCESS
             self.state.mark_down("export failed")
+            if self._leaving.is_set():  # one try, no retries, on the way out
+                break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.lost += len(spans)
@@ -100,6 +105,15 @@ class ResilientExporter(SpanExporter):
             self._leaving.wait(min(backoff, remaining))
             backoff = min(backoff * 2, RETRY_BACKOFF[1])
         return SpanExportResult.FAILURE
+
+    def _try(self, exporter: SpanExporter, spans: Sequence[ReadableSpan]) -> bool:
+        try:
+            delivered = exporter.export(spans) is SpanExportResult.SUCCESS
+        except Exception:  # a channel closed under a try that was abandoned at exit
+            delivered = False
+        if not delivered:
+            self.failed.set()
+        return delivered
 
     @property
     def undelivered(self) -> int:
@@ -111,9 +125,12 @@ class ResilientExporter(SpanExporter):
         self._this_process()
         self._leaving.set()
 
-    def abandon(self, why: str) -> None:
+    def abandon(self, why: str, hung: bool) -> None:
         """The process is going: stop the real exporter's own retries and cut its connection."""
-        self.state.mark_down(why)
+        if hung:
+            self.state.mark_hung(why)
+        else:
+            self.state.mark_down(why)
         if self._exporter is not None:
             self._exporter.shutdown()
 
@@ -134,9 +151,11 @@ class ResilientExporter(SpanExporter):
         if message.startswith("Transient error") and isinstance(record.args, tuple) and record.args:
             reason = record.args[0]  # a gRPC status code, an HTTP status or a connection error
             self.state.mark_down(type(reason).__name__ if isinstance(reason, BaseException) else str(reason))
+            self.failed.set()
             return False
         if message.startswith("Failed to export"):
             self.state.mark_down("export failed")
+            self.failed.set()
             return False
         return not message.startswith(("Shutdown in progress", "Exporter already shutdown"))
 
@@ -201,11 +220,12 @@ class Delivery:
         done = threading.Event()
         threading.Thread(target=self._flush, args=(done,), name="otel-celery-launch-flush", daemon=True).start()
         deadline = time.monotonic() + self._exit_timeout
-        while not done.wait(0.02) and not exporter.state.down and time.monotonic() < deadline:
+        while not done.wait(0.02) and not exporter.failed.is_set() and time.monotonic() < deadline:
             pass
-        finished = done.wait(0.05)  # a known-down collector: its batches are dropped at once
+        finished = done.wait(0.05)  # a refused try: the exporter's own retries are cut below
         if not finished:
-            exporter.abandon(f"no answer within the exit timeout of {self._exit_timeout:g}s")
+            hung = not exporter.failed.is_set()
+            exporter.abandon("export refused" if not hung else f"no answer within the exit timeout of {self._exit_timeout:g}s", hung)
         exporter.write_off()
         return finished
 
