@@ -50,6 +50,7 @@ class Plan:
     batch: BatchPlan
     logs: LogsPlan = field(default_factory=LogsPlan)
     log_level: str = "info"
+    prefix: str = ""  # sys.prefix of the launcher's Python: other interpreters that inherit the plan ignore it
 
     def to_env(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

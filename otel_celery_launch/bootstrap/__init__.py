@@ -3,21 +3,22 @@
 Nothing heavy happens here. Log records get their trace ids (standard library only), and
 each integration is registered with :mod:`~otel_celery_launch.bootstrap.activation`, which
 sets it up once the program imports its library, at a moment when that is safe: the SDK
-when the program imports OpenTelemetry, structlog's configuration when it imports
-structlog, the Celery instrumentation when it imports Celery. A process that imports none
+when the program imports OpenTelemetry, the ids in structlog's default chain when it
+imports structlog, the Celery instrumentation when it imports Celery. A process that imports none
 of them pays almost nothing.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 
 from otel_celery_launch.bootstrap import diagnostics
 from otel_celery_launch.bootstrap.activation import activate_when_imported, use
 from otel_celery_launch.bootstrap.celery_hooks import instrument_celery, report_first_use
-from otel_celery_launch.bootstrap.logs import configure_structlog, install_logging
-from otel_celery_launch.bootstrap.telemetry import install_propagators, install_tracer_provider
+from otel_celery_launch.bootstrap.logs import add_ids_to_structlog, install_logging
+from otel_celery_launch.bootstrap.telemetry import install_propagators, install_tracer_provider, report_first_span
 from otel_celery_launch.handoff import Plan
 
 
@@ -28,7 +29,7 @@ def start() -> None:
         diagnostics.configure("info")
         diagnostics.telemetry_failed("reading the launcher's plan", error)
         return
-    if plan is None:
+    if plan is None or (plan.prefix and plan.prefix != sys.prefix):  # another interpreter: as bare
         return
     diagnostics.configure(plan.log_level)
     try:
@@ -36,8 +37,13 @@ def start() -> None:
     except Exception as error:
         diagnostics.telemetry_failed("setting up log correlation", error)
     if plan.logs.format != "off":
-        activate_when_imported("structlog", ["structlog"], _guarded("configuring structlog", lambda _: configure_structlog(), plan))
-    activate_when_imported("opentelemetry.trace", ["opentelemetry"], _guarded("setting up the tracer provider", install_tracer_provider, plan))
+        activate_when_imported("structlog", ["structlog"], _guarded("adding ids to structlog", lambda _: add_ids_to_structlog(), plan))
+    activate_when_imported(
+        "opentelemetry.trace",
+        ["opentelemetry"],
+        _guarded("setting up the tracer provider", install_tracer_provider, plan),
+        arm=report_first_span(lambda: use("opentelemetry.trace")),
+    )
     activate_when_imported("opentelemetry.propagate", ["opentelemetry"], _guarded("setting up the propagators", install_propagators, plan))
     activate_when_imported(
         "celery.app",

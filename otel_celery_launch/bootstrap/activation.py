@@ -10,16 +10,20 @@ started at the wrong moment breaks the program it should only observe:
 * started while a module's body is half run, it meets that module half made:
   ``from module import name`` fails, or binds what exists so far.
 
-Why this module is safe: a set-up never runs from a finder, and never while a module of
-the packages it imports from is part way through its import on this thread (found on the
-stack: importlib's ``_find_and_load`` frames), nor while gevent or eventlet monkey-patch.
-Within those rules it runs at the first chance after its library was imported:
+Why this module is safe: a set-up runs only when, on every thread (importlib's
+``_find_and_load`` frames), no import is being found (its module not yet in
+``sys.modules``: a finder is running, or it waits for its parent) and no library module
+(one of the standard library or of an installed package: what a set-up may import) has its
+body part way run; and never while gevent or eventlet monkey-patch. The program's own
+modules may be part way run: a set-up never imports them (it runs inside ``import tasks``
+when ``tasks.py`` creates its Celery app). Within those rules it runs at the first chance
+after its library was imported:
 
 1. right after the body of the library's module (the trigger) has run;
-2. else right after the body of the last module of those packages still importing has run:
-   while a set-up is pending, every module of its packages is loaded through
-   :class:`_ReportingLoader`, which hands the module its real loader before the body runs
-   and reports when the body is done;
+2. else right after the body of the next module to finish importing: while a set-up is
+   pending, every module of its packages (and, while one is held back, every module) is
+   loaded through :class:`_ReportingLoader`, which hands the module its real loader before
+   the body runs and reports when the body is done;
 3. or at the library's first use, reported by :func:`use` (Celery: the first app, publish
    or worker), if that moment is safe.
 
@@ -30,6 +34,8 @@ only wraps what that module defines), which is what reporting first use needs.
 
 from __future__ import annotations
 
+import os
+import site
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -40,14 +46,19 @@ from types import FrameType, ModuleType
 from typing import Any
 
 _FIND_AND_LOAD = getattr(_bootstrap, "_find_and_load").__code__
-_FIND_AND_LOAD_UNLOCKED = getattr(_bootstrap, "_find_and_load_unlocked").__code__
 _PATCHERS = ("gevent.monkey", "eventlet.patcher")
+_PATCHING = ("patch", "green", "monkey_patch", "upgrade")  # their functions that patch or sweep live objects
+_LIBRARIES = tuple(
+    os.path.join(os.path.realpath(directory), "")
+    for directory in {os.path.dirname(os.__file__), *getattr(site, "getsitepackages", list)(), site.getusersitepackages()}
+)
+_OURS = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "")
 
 
 @dataclass(eq=False)
 class Activation:
     trigger: str  # the module whose import means the library is in use
-    packages: frozenset[str]  # top-level packages the set-up imports from
+    packages: frozenset[str]  # top-level packages whose imports are watched until it has run
     install: Callable[[], None]
     arm: Callable[[ModuleType], None] | None = None
     state: str = "waiting"  # waiting -> due (trigger imported) -> running -> done
@@ -78,22 +89,26 @@ def use(trigger: str) -> None:
 
 def _triggered(module: ModuleType) -> None:
     for activation in _activations:
-        if activation.trigger == module.__name__ and activation.state == "waiting":
-            activation.state = "due"
+        if activation.trigger == module.__name__:
+            with _lock:
+                if activation.state != "waiting":
+                    continue
+                activation.state = "due"
             if activation.arm is not None:
                 activation.arm(module)
 
 
 def _settle(finished: str | None = None) -> None:
     """Run every due set-up that is safe now; ``finished`` names a module whose body just ran."""
+    for activation in _activations:  # a trigger imported past our finder (another finder found it first)
+        module = sys.modules.get(activation.trigger)
+        if activation.state == "waiting" and module is not None and not _half_made(activation.trigger):
+            _triggered(module)
     if not any(activation.state == "due" for activation in _activations):
         return
-    busy = _importing(finished)
-    if busy is None:  # monkey-patching
+    if not _safe_now(finished):
         return
     for activation in _activations:
-        if not busy.isdisjoint(activation.packages):
-            continue
         with _lock:
             if activation.state != "due":
                 continue
@@ -104,19 +119,32 @@ def _settle(finished: str | None = None) -> None:
             activation.state = "done"
 
 
-def _importing(finished: str | None) -> set[str] | None:
-    """Top-level packages of the modules being imported on this thread; None while patching."""
-    busy: set[str] = set()
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is _FIND_AND_LOAD:
-            name = frame.f_locals.get("name")
-            if isinstance(name, str) and name != finished and _half_made(name):
-                busy.add(name.partition(".")[0])
-        elif frame.f_globals.get("__name__", "").startswith(_PATCHERS):
-            return None
-        frame = frame.f_back
-    return busy
+def _safe_now(finished: str | None) -> bool:
+    """No import being found, no library module half run (on any thread), no patching."""
+    for frame in sys._current_frames().values():
+        walking: FrameType | None = frame
+        while walking is not None:
+            if walking.f_code is _FIND_AND_LOAD:
+                name = walking.f_locals.get("name")
+                if isinstance(name, str) and name != finished and _half_made_library(name):
+                    return False
+            elif walking.f_globals.get("__name__", "").startswith(_PATCHERS) and walking.f_code.co_name.lstrip("_").startswith(_PATCHING):
+                return False
+            walking = walking.f_back
+    return True
+
+
+def _half_made_library(name: str) -> bool:
+    module = sys.modules.get(name)
+    if module is None:  # being found: a finder is running, or its parent is being imported
+        return True
+    if not getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return False
+    path = getattr(module, "__file__", None)
+    if path is None:  # built in, frozen, or a namespace package
+        return True
+    path = os.path.realpath(path)
+    return path.startswith(_LIBRARIES) and not path.startswith(_OURS)
 
 
 def _half_made(name: str) -> bool:
@@ -125,31 +153,32 @@ def _half_made(name: str) -> bool:
     return module is None or bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
-def _importing_now() -> bool:
-    """Called by an import, not by ``importlib.util.find_spec`` (runpy): only an import runs the body."""
-    try:
-        caller = sys._getframe(3)  # find_spec <- importlib's _find_spec <- _find_and_load_unlocked
-    except ValueError:  # called from near the top of a stack: not by an import
-        return False
-    return caller.f_code is _FIND_AND_LOAD_UNLOCKED
-
-
-def _pending_packages() -> set[str]:
-    return {package for activation in _activations if activation.state != "done" for package in activation.packages}
+def _watched(fullname: str) -> bool:
+    """Modules of pending packages; every module while a set-up is held back."""
+    top = fullname.partition(".")[0]
+    return any(
+        activation.state == "due" or (activation.state == "waiting" and top in activation.packages) for activation in _activations
+    )
 
 
 class _ReportingLoader:
     """Stands in for a module's loader until its body runs, then reports that the body has run."""
 
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
+    def __init__(self, spec: ModuleSpec) -> None:
+        self.spec = spec
+        self.loader = spec.loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         create = getattr(self.loader, "create_module", None)
         return create(spec) if create is not None else None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.loader, name)
+    def get_code(self, fullname: str) -> Any:
+        """runpy runs the code itself (``python -m``): step aside, there is no import to report."""
+        self.spec.loader = self.loader
+        return self.loader.get_code(fullname)
 
     def exec_module(self, module: ModuleType) -> None:
         module.__loader__ = self.loader  # the module never sees the stand-in
@@ -161,10 +190,10 @@ class _ReportingLoader:
 
 
 class _Finder:
-    """A meta path finder that finds nothing itself: it gives modules of pending packages a reporting loader."""
+    """A meta path finder that finds nothing itself: it gives watched modules a reporting loader."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
-        if fullname.partition(".")[0] not in _pending_packages() or not _importing_now():
+        if not _watched(fullname):
             return None
         finders = sys.meta_path
         after = finders[finders.index(self) + 1 :] if self in finders else finders
@@ -176,7 +205,7 @@ class _Finder:
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _ReportingLoader(spec.loader)
+            spec.loader = _ReportingLoader(spec)
         return spec
 
 

@@ -1,9 +1,8 @@
-"""One look for every log line of the process: structlog's and the standard library's.
+"""The look of the lines the launcher formats: Celery's handlers, and the handler of last resort.
 
-structlog is routed through the standard library, so that one set of handlers (Celery's,
-with its ``-l``, ``-f`` and stdout redirection, or the application's) writes every line.
-The handlers are restyled, not replaced: Celery keeps its logging set-up and we only give
-its handlers our formatter (``after_setup_logger`` / ``after_setup_task_logger``).
+The handlers are restyled, not replaced: Celery keeps its logging set-up (``-l``, ``-f``,
+stdout redirection) and we only give the handlers it made our formatter
+(``after_setup_logger`` / ``after_setup_task_logger``).
 """
 
 from __future__ import annotations
@@ -18,17 +17,22 @@ from structlog.stdlib import ProcessorFormatter
 from otel_celery_launch.bootstrap.log_ids import add_missing, current_task
 from otel_celery_launch.handoff import LogsPlan
 
-_timestamp = structlog.processors.TimeStamper(fmt="iso", utc=True)  # as in logs.configure_structlog
+_timestamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
 
 
 def _ids_from_record(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Stdlib records carry the ids of the moment they were made (see log_ids.install_record_ids)."""
-    record = event_dict.get("_record")
-    if getattr(record, "trace_id", ""):
-        add_missing(event_dict, ("trace_id", "span_id"), (record.trace_id, record.span_id))  # type: ignore[union-attr]
-        task = current_task()  # handlers that format on the logging thread: Celery's, and ours
-        if task is not None and "task_id" not in record.__dict__ and "task_name" not in record.__dict__:  # type: ignore[union-attr]
-            add_missing(event_dict, ("task_id", "task_name"), task)
+    """Stdlib records carry the ids of the moment they were made (see log_ids.install_record_ids).
+
+    The program's own values (``extra=``) are shown as given; the task's ids are added
+    only where the program set neither.
+    """
+    fields = getattr(event_dict.get("_record"), "__dict__", {})
+    if fields.get("trace_id"):
+        add_missing(event_dict, ("trace_id", "span_id"), (fields["trace_id"], fields.get("span_id", "")))
+    if "task_id" in fields or "task_name" in fields:
+        add_missing(event_dict, ("task_id", "task_name"), (fields.get("task_id", ""), fields.get("task_name", "")))
+    elif fields.get("trace_id") and (task := current_task()) is not None:  # formatted on the logging thread
+        add_missing(event_dict, ("task_id", "task_name"), task)
     return event_dict
 
 

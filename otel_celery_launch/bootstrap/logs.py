@@ -1,4 +1,9 @@
-"""What the bootstrap changes in the process's logging, before any of its code runs.
+"""What the bootstrap changes in the process's logging: ids added, nothing of the program's taken.
+
+Records and structlog events gain the ids of their span; the program's levels, handlers,
+formats, warnings and structlog configuration stay its own. Only two things are restyled:
+the handlers Celery makes for a worker, and Python's handler of last resort, which writes
+the lines of a program that configures no logging.
 
 Cheap on purpose: structlog (about 40 ms to import) is loaded only when the program imports
 it, when Celery sets up its log handlers, or when the first line reaches the handler of
@@ -30,49 +35,24 @@ class _StyledLastResort(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-class _LastResortUntilConfigured(logging.Handler):
-    """Hands lines to the handler of last resort while the root logger has no handlers."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not logging.getLogger().handlers and logging.lastResort is not None:
-            logging.lastResort.handle(record)
-
-
 def install_logging(plan: LogsPlan) -> None:
     install_record_ids()
-    if plan.format == "off":
-        return
-    logging.lastResort = _StyledLastResort(plan)
-    # Python warnings become log lines too. Capturing them would give their logger a
-    # NullHandler, so that, before the program configures logging, they would vanish.
-    logging.getLogger("py.warnings").addHandler(_LastResortUntilConfigured())
-    logging.captureWarnings(True)
-    root = logging.getLogger()
-    if not root.handlers and root.level == logging.WARNING:  # nobody chose a level yet
-        root.setLevel(plan.level.upper())
+    if plan.format != "off":
+        logging.lastResort = _StyledLastResort(plan)
 
 
-def configure_structlog() -> None:
-    """Called once structlog is imported (also by our own formatter): route it through logging."""
+def add_ids_to_structlog() -> None:
+    """Called once structlog is imported: its default chain, until the program configures its own, adds the ids.
+
+    The defaults are changed in place, so structlog still counts as not configured:
+    ``configure_once`` and the program's own ``configure`` behave as they do bare. A
+    program with its own chain can add :func:`add_trace_ids` to it.
+    """
     import structlog
-    from structlog.stdlib import ProcessorFormatter
 
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.stdlib.filter_by_level,
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            add_trace_ids,
-            structlog.processors.StackInfoRenderer(),
-            ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+    processors = structlog.get_config()["processors"]
+    if add_trace_ids not in processors:
+        processors.insert(max(len(processors) - 1, 0), add_trace_ids)  # before the renderer
 
 
 def restyle_celery_handlers(plan: LogsPlan, logger: logging.Logger) -> None:

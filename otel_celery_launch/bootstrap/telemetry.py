@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
 from otel_celery_launch.bootstrap.diagnostics import silence
 from otel_celery_launch.handoff import Plan
+
+
+def report_first_span(first_use: Callable[[], None]) -> Callable[[ModuleType], None]:
+    """Armed right after ``opentelemetry.trace``'s body has run: a span started before the provider is set says so.
+
+    A tracer obtained early is a proxy that starts non-recording spans until a provider is
+    set; reporting the first span lets the provider be set up just before it. Imports nothing.
+    """
+
+    def arm(trace: ModuleType) -> None:
+        proxy = trace.ProxyTracer
+        for name in ("start_span", "start_as_current_span"):
+            method = getattr(proxy, name)
+
+            def reporting(self: Any, *args: Any, __method: Any = method, **kwargs: Any) -> Any:
+                first_use()
+                return __method(self, *args, **kwargs)
+
+            setattr(proxy, name, functools.wraps(method)(reporting))
+
+    return arm
 
 
 def _sampler(plan: Plan):  # -> opentelemetry.sdk.trace.sampling.Sampler

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,7 +25,7 @@ def child_environment(environ: Mapping[str, str], plan: Plan | None) -> dict[str
     env.pop(ENV_VAR, None)
     if plan is not None:
         user_paths.insert(0, HOOK_DIR)
-        env[ENV_VAR] = plan.to_env()
+        env[ENV_VAR] = dataclasses.replace(plan, prefix=sys.prefix).to_env()
     if user_paths:
         env["PYTHONPATH"] = os.pathsep.join(user_paths)
     return env

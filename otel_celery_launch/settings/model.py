@@ -104,7 +104,7 @@ class LogsSettings(Section):
         "auto", description="log lines with trace ids: json, console, auto (console on a terminal), off (untouched)"
     )
     level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="root log level where the program sets none (a worker's -l wins)"
+        "warning", description="lowest level written for a program that configures no logging; its own levels are never changed"
     )
 
 

@@ -2,10 +2,9 @@
 
 Starts the bootstrap, then runs the sitecustomize this one shadows, if there is one.
 
-Processes the program starts inherit PYTHONPATH. One that runs another interpreter, where
-the launcher is not installed, finds this file too and must behave as it would without
-the launcher: no bootstrap, and not a word (the launcher warned before exec if the command
-itself runs such an interpreter).
+Processes the program starts inherit PYTHONPATH. One that runs another interpreter finds
+this file too and must behave as it would without the launcher: no bootstrap, and not a
+word (the launcher warned before exec if the command itself runs such an interpreter).
 """
 
 
@@ -15,10 +14,10 @@ def _run() -> None:
 
     try:
         from otel_celery_launch.bootstrap import start
-    except ImportError:
+    except Exception:  # an interpreter that cannot load it: it runs as it would bare
         pass
     else:
-        start()
+        start()  # returns at once in an interpreter other than the launcher's
 
     from importlib.machinery import PathFinder
     from importlib.util import module_from_spec

@@ -18,6 +18,7 @@ library_log = logging.getLogger("some.library")
 def chatty(n: int) -> int:
     log.info("structlog line", n=n)
     task_log.info("task logger line %d", n)
+    task_log.info("own task id %d", n, extra={"task_id": "my-task"})
     library_log.warning("library line %d", n)
     print(f"print line {n}")
     warnings.warn(f"warning line {n}")
