@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from otel_celery_launch.bootstrap import diagnostics
 from otel_celery_launch.bootstrap.activation import activate_when_imported, use
@@ -37,27 +38,31 @@ def start() -> None:
     except Exception as error:
         diagnostics.telemetry_failed("setting up log correlation", error)
     if plan.logs.format != "off":
-        activate_when_imported("structlog", ["structlog"], _guarded("adding ids to structlog", lambda _: add_ids_to_structlog(), plan))
+        activate_when_imported("structlog", ["structlog"], _guarded("adding ids to structlog", lambda: add_ids_to_structlog()))
     activate_when_imported(
         "opentelemetry.trace",
         ["opentelemetry"],
-        _guarded("setting up the tracer provider", install_tracer_provider, plan),
-        arm=report_first_span(lambda: use("opentelemetry.trace")),
+        _guarded("setting up the tracer provider", lambda: install_tracer_provider(plan)),
+        arm=_guarded("watching for the first span", report_first_span(lambda: use("opentelemetry.trace"))),
     )
-    activate_when_imported("opentelemetry.propagate", ["opentelemetry"], _guarded("setting up the propagators", install_propagators, plan))
+    activate_when_imported(
+        "opentelemetry.propagate", ["opentelemetry"], _guarded("setting up the propagators", lambda: install_propagators(plan))
+    )
     activate_when_imported(
         "celery.app",
         ["celery", "opentelemetry"],
-        _guarded("instrumenting Celery", instrument_celery, plan),
-        arm=report_first_use(lambda: use("celery.app")),
+        _guarded("instrumenting Celery", lambda: instrument_celery(plan)),
+        arm=_guarded("watching for Celery's first use", report_first_use(lambda: use("celery.app"))),
     )
 
 
-def _guarded(stage: str, step: Callable[[Plan], None], plan: Plan) -> Callable[[], None]:
-    def install() -> None:
+def _guarded(stage: str, step: Callable[..., None]) -> Callable[..., None]:
+    """Fail open: a step that fails says so once, and the program runs on."""
+
+    def guarded(*args: Any) -> None:
         try:
-            step(plan)
+            step(*args)
         except Exception as error:
             diagnostics.telemetry_failed(stage, error)
 
-    return install
+    return guarded

@@ -100,10 +100,6 @@ def _triggered(module: ModuleType) -> None:
 
 def _settle(finished: str | None = None) -> None:
     """Run every due set-up that is safe now; ``finished`` names a module whose body just ran."""
-    for activation in _activations:  # a trigger imported past our finder (another finder found it first)
-        module = sys.modules.get(activation.trigger)
-        if activation.state == "waiting" and module is not None and not _half_made(activation.trigger):
-            _triggered(module)
     if not any(activation.state == "due" for activation in _activations):
         return
     if not _safe_now(finished):
@@ -178,13 +174,13 @@ class _ReportingLoader:
     def get_code(self, fullname: str) -> Any:
         """runpy runs the code itself (``python -m``): step aside, there is no import to report."""
         self.spec.loader = self.loader
-        return self.loader.get_code(fullname)
+        return self.loader.get_code(fullname)  # type: ignore[union-attr]
 
     def exec_module(self, module: ModuleType) -> None:
         module.__loader__ = self.loader  # the module never sees the stand-in
         if module.__spec__ is not None:
             module.__spec__.loader = self.loader
-        self.loader.exec_module(module)
+        self.loader.exec_module(module)  # type: ignore[union-attr]
         _triggered(module)
         _settle(finished=module.__name__)
 
