@@ -91,7 +91,7 @@ def _schema() -> int:
 
 
 def _run(argv: Sequence[str]) -> int:
-    from otel_celery_launch.launch.command import LaunchError, exec_command, foreign_python
+    from otel_celery_launch.launch.command import LaunchError, exec_command, is_ours, python_of
     from otel_celery_launch.launch.environment import child_environment
     from otel_celery_launch.settings.advice import likely_mistakes
     from otel_celery_launch.settings.resolve import build_plan
@@ -102,16 +102,24 @@ def _run(argv: Sequence[str]) -> int:
     command = argv[split + 1 :]
     if not command:
         parser.error("no command given: put it after --, as in  otel-celery-launch -- celery -A tasks worker")
-    settings = _load(options).settings
+    loaded = _load(options)
+    settings = loaded.settings
     plan = None if settings.disabled else build_plan(settings)
     _warn(likely_mistakes(settings))
     environ = dict(os.environ)
-    interpreter = None if settings.disabled else foreign_python(command[0], environ)
-    if interpreter:
+    interpreter = python_of(command[0], environ)
+    ours = interpreter is not None and is_ours(interpreter)
+    if plan is not None and interpreter and not ours:
         _warn([f"{command[0]} runs {interpreter}, not the Python this launcher is installed in ({sys.executable}): "
                "the bootstrap cannot load there and the command will run untraced"])
+    elif plan is not None and not ours and any(
+        path[:2] == ("exporter", "headers") and not origin.startswith("env") for path, origin in loaded.origins.items()
+    ):
+        _warn([f"exporter.headers from the file or flags are handed only to a Python program the launcher starts "
+               f"directly, and {command[0]} is not one: the Python programs it starts export without them "
+               "(set OTEL_EXPORTER_OTLP_HEADERS, or launch the Python program itself)"])
     try:
-        exec_command(command, child_environment(environ, plan))
+        exec_command(command, child_environment(environ, plan, hand_over_secrets=ours))
     except LaunchError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.status

@@ -3,12 +3,21 @@
 The launcher validates with pydantic; the child must not pay for pydantic again, so the
 plan crosses ``exec`` as one JSON environment variable holding plain values that need no
 further checking. Standard library only: this module is imported on every child start.
+
+Header values are secrets and stay out of the environment, which every descendant
+inherits and ``/proc/PID/environ`` shows. They cross ``exec`` in an anonymous in-memory
+file whose descriptor only the exec'd process reads (it has the launcher's PID): it reads
+it once, closes it and drops the reference from the variable, so processes it starts get
+neither. Those see only the header values of ``OTEL_EXPORTER_OTLP_HEADERS``, as they would
+without the launcher.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import os
+import stat
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 ENV_VAR = "OTEL_CELERY_LAUNCH_PLAN"
@@ -51,9 +60,12 @@ class Plan:
     logs: LogsPlan = field(default_factory=LogsPlan)
     log_level: str = "info"
     prefix: str = ""  # sys.prefix of the launcher's Python: other interpreters that inherit the plan ignore it
+    secrets: tuple[int, int] | None = None  # (descriptor, PID) of the header values, for the exec'd process
 
     def to_env(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        data = asdict(self)
+        data["exporter"]["headers"] = {}
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Plan | None:
@@ -61,11 +73,43 @@ class Plan:
         if not raw:
             return None
         data: dict[str, Any] = json.loads(raw)
+        secrets = data.get("secrets")
         return cls(
             **{
                 **data,
                 "exporter": ExporterPlan(**data["exporter"]),
                 "batch": BatchPlan(**data["batch"]),
                 "logs": LogsPlan(**data.get("logs", {})),
+                "secrets": tuple(secrets) if secrets else None,
             }
         )
+
+
+def put_secrets(plan: Plan) -> Plan:
+    """Launcher side, just before exec: the header values into an inheritable in-memory file."""
+    if not plan.exporter.headers:
+        return plan
+    descriptor = os.memfd_create("otel-celery-launch-headers", 0)
+    os.write(descriptor, json.dumps(plan.exporter.headers).encode())
+    os.lseek(descriptor, 0, os.SEEK_SET)
+    os.set_inheritable(descriptor, True)
+    return replace(plan, secrets=(descriptor, os.getpid()))
+
+
+def take_secrets(plan: Plan, environ: Any) -> Plan:
+    """Child side: the header values, read once by the process exec'd from the launcher."""
+    if plan.secrets is None:
+        return plan
+    descriptor, pid = plan.secrets
+    plan = replace(plan, secrets=None)
+    environ[ENV_VAR] = plan.to_env()  # a later exec of this process must not read the descriptor again
+    if pid != os.getpid():
+        return plan  # a process the program started: it was not handed the values
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return plan
+        with os.fdopen(descriptor, "rb") as handed:
+            headers = json.loads(handed.read())
+    except (OSError, ValueError):
+        return plan
+    return replace(plan, exporter=replace(plan.exporter, headers=headers))

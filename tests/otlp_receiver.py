@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import threading
 import time
@@ -44,6 +45,7 @@ class Receiver:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.failing = False  # answer every export with "unavailable", as a restarting collector does
+        self.rejecting: str | None = None  # "credentials" or "too large": answer every export so
         self.refused = 0
         self._changed = threading.Condition()
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -76,6 +78,7 @@ class Receiver:
         with self._changed:
             self.spans.clear()
             self.failing = False
+            self.rejecting = None
             self.refused = 0
 
     def refuse(self) -> bool:
@@ -134,6 +137,9 @@ class _GrpcService(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):  # noqa: N802 (gRPC method name)
         if self.receiver.refuse():
             context.abort(grpc.StatusCode.UNAVAILABLE, "collector restarting")
+        if self.receiver.rejecting:
+            code = grpc.StatusCode.UNAUTHENTICATED if self.receiver.rejecting == "credentials" else grpc.StatusCode.RESOURCE_EXHAUSTED
+            context.abort(code, f"rejected: {dict(context.invocation_metadata())}")  # echoes the headers, as some do
         self.receiver.record(request, "grpc", dict(context.invocation_metadata()))
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -144,10 +150,13 @@ def _http_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
-            if self.path != "/v1/traces" or receiver.refuse():
-                self.send_response(404 if self.path != "/v1/traces" else 503)
-                self.send_header("Content-Length", "0")
+            if self.path != "/v1/traces" or receiver.refuse() or receiver.rejecting:
+                status = 404 if self.path != "/v1/traces" else 503 if receiver.failing else 401 if receiver.rejecting == "credentials" else 413
+                echo = json.dumps(dict(self.headers.items())).encode()  # as some collectors do: a secret in the body
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(echo)))
                 self.end_headers()
+                self.wfile.write(echo)
                 return
             request = trace_service_pb2.ExportTraceServiceRequest()
             request.ParseFromString(body)

@@ -20,7 +20,7 @@ from otel_celery_launch.bootstrap.activation import activate_when_imported, use
 from otel_celery_launch.bootstrap.celery_hooks import instrument_celery, report_first_use
 from otel_celery_launch.bootstrap.logs import add_ids_to_structlog, install_logging
 from otel_celery_launch.bootstrap.telemetry import install_propagators, install_tracer_provider, report_first_span
-from otel_celery_launch.handoff import Plan
+from otel_celery_launch.handoff import Plan, take_secrets
 
 
 def start() -> None:
@@ -32,6 +32,7 @@ def start() -> None:
         return
     if plan is None or (plan.prefix and plan.prefix != sys.prefix):  # another interpreter: as bare
         return
+    plan = take_secrets(plan, os.environ)
     diagnostics.configure(plan.log_level)
     try:
         install_logging(plan.logs)

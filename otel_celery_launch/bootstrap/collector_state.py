@@ -17,9 +17,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
-
 from otel_celery_launch.bootstrap.diagnostics import logger
+from otel_celery_launch.masking import host_port
 
 REPORT_INTERVAL = 60.0  # seconds between two warnings about the same outage
 HUNG_FOR = 5.0  # seconds that exiting processes skip a collector that let one of them time out
@@ -29,17 +28,9 @@ HUNG_FOR = 5.0  # seconds that exiting processes skip a collector that let one o
 _LAYOUT = struct.Struct("=dqdd")
 
 
-def where(url: str) -> str:
-    """host:port only: a URL's user, path or query may carry a token."""
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return url
-    return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
-
-
 class CollectorState:
     def __init__(self, endpoint: str, queue_limit: int) -> None:
-        self._where = where(endpoint)
+        self._where = host_port(endpoint)
         self._queue_limit = queue_limit
         self._file = tempfile.TemporaryFile()
         self._file.truncate(_LAYOUT.size)
@@ -70,15 +61,16 @@ class CollectorState:
         """
         return time.time() < _LAYOUT.unpack_from(self._page)[3]
 
-    def mark_down(self, why: str) -> None:
+    def mark_down(self, what: str) -> None:
+        """``what`` completes "the collector at host:port ...": the cause, as :mod:`.failures` names it."""
         with self._locked() as fields:
             if fields[0]:
                 return
             fields[0] = time.time()
-            self._report(fields, f"cannot reach the collector at {self._where} ({why})")
+            self._report(fields, f"the collector at {self._where} {what}")
 
-    def mark_hung(self, why: str) -> None:
-        self.mark_down(why)
+    def mark_hung(self, what: str) -> None:
+        self.mark_down(what)
         with self._locked() as fields:
             fields[3] = time.time() + HUNG_FOR
 
@@ -97,13 +89,13 @@ class CollectorState:
         with self._locked() as fields:
             fields[1] += count
             if time.time() - fields[2] >= REPORT_INTERVAL:
-                self._report(fields, f"the collector at {self._where} is unreachable")
+                self._report(fields, f"the collector at {self._where} is still failing")
 
     def report_remaining(self) -> None:
         """At the worker's final exit: the drops that an interval has not yet reported."""
         with self._locked() as fields:
             if fields[1]:
-                self._report(fields, f"the collector at {self._where} was unreachable")
+                self._report(fields, f"the collector at {self._where} was failing")
 
     def _report(self, fields: list[float], what: str) -> None:
         dropped, fields[1], fields[2] = int(fields[1]), 0, time.time()

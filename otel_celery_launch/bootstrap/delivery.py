@@ -24,6 +24,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -31,6 +33,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from otel_celery_launch.bootstrap.collector_state import CollectorState
 from otel_celery_launch.bootstrap.diagnostics import telemetry_failed
 from otel_celery_launch.bootstrap.exporter import EXPORTER_LOGGERS, build_exporter
+from otel_celery_launch.bootstrap.failures import Failure, from_grpc, from_http
 from otel_celery_launch.handoff import Plan
 
 RETRY_BACKOFF = (0.5, 30.0)  # first and longest wait between two tries of a refused batch
@@ -94,7 +97,7 @@ class ResilientExporter(SpanExporter):
                 self.delivered += len(spans)
                 self.state.mark_up()
                 return SpanExportResult.SUCCESS
-            self.state.mark_down("export failed")
+            self.state.mark_down("failed the export")
             if self._leaving.is_set():  # one try, no retries, on the way out
                 break
             remaining = deadline - time.monotonic()
@@ -146,18 +149,36 @@ class ResilientExporter(SpanExporter):
             self._exporter.shutdown()
 
     def _exporter_said(self, record: logging.LogRecord) -> bool:
-        """The exporters report refusals only by logging them; that is the earliest news of an outage."""
+        """The exporters report failures only by logging them: the earliest news of an outage, and its cause.
+
+        Their lines are replaced by the launcher's own, which name the cause and never
+        repeat what the collector answered.
+        """
         message = str(record.msg)
-        if message.startswith("Transient error") and isinstance(record.args, tuple) and record.args:
-            reason = record.args[0]  # a gRPC status code, an HTTP status or a connection error
-            self.state.mark_down(type(reason).__name__ if isinstance(reason, BaseException) else str(reason))
-            self.failed.set()
-            return False
-        if message.startswith("Failed to export"):
-            self.state.mark_down("export failed")
-            self.failed.set()
-            return False
-        return not message.startswith(("Shutdown in progress", "Exporter already shutdown"))
+        args = record.args if isinstance(record.args, tuple) else ()
+        if not message.startswith(("Transient error", "Failed to export")):
+            return not message.startswith(("Shutdown in progress", "Exporter already shutdown", "OTLP client already shutdown"))
+        failure = self._failure(message, args)
+        if failure.hung:
+            self.state.mark_hung(failure.phrase)
+        else:
+            self.state.mark_down(failure.phrase)
+        self.failed.set()
+        return False
+
+    def _failure(self, message: str, args: tuple[Any, ...]) -> Failure:
+        if self._plan.protocol == "grpc":
+            if message.startswith("Transient error") and args:
+                return from_grpc(args[0], args[-1])
+            if len(args) >= 4:
+                return from_grpc(args[2], args[3])
+            return Failure("failed the export")
+        path = urlsplit(self._plan.endpoint or "").path or "/"
+        if message.startswith("Transient error") and args:
+            return from_http(None, args[0], path)
+        if len(args) >= 3:
+            return from_http(args[1], args[2], path)
+        return Failure("failed the export (out of time or retries, or shutting down)")
 
     def _queue_said(self, record: logging.LogRecord) -> bool:
         """The SDK warns once per span dropped from a full queue; count them instead."""
@@ -225,7 +246,7 @@ class Delivery:
         finished = done.wait(0.05)  # a refused try: the exporter's own retries are cut below
         if not finished:
             hung = not exporter.failed.is_set()
-            exporter.abandon("export refused" if not hung else f"no answer within the exit timeout of {self._exit_timeout:g}s", hung)
+            exporter.abandon("refused the export" if not hung else f"gave no answer within the exit timeout of {self._exit_timeout:g}s", hung)
         exporter.write_off()
         return finished
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_celery_launch.bootstrap.diagnostics import silence
 from otel_celery_launch.handoff import ExporterPlan
 
 # The loggers through which the OTLP exporters report failed exports and retries.
@@ -33,6 +34,9 @@ def import_ahead(plan: ExporterPlan) -> None:
 
 
 def build_exporter(plan: ExporterPlan) -> SpanExporter:
+    # The SDK parses OTEL_EXPORTER_OTLP_HEADERS again and would print an entry it cannot
+    # parse, secret and all; the launcher has parsed and validated it already.
+    silence("opentelemetry.util.re", "Header format invalid")
     if plan.protocol == "grpc":
         import grpc
 

@@ -37,37 +37,36 @@ def resolve(name: str, environ: Mapping[str, str]) -> str:
     raise LaunchError(COMMAND_NOT_FOUND, f"{name}: command not found")
 
 
-def foreign_python(argv0: str, environ: Mapping[str, str]) -> str | None:
-    """The Python that will run the command, if it is not the launcher's own environment's.
+def python_of(argv0: str, environ: Mapping[str, str]) -> str | None:
+    """The Python that will run the command, or None if it is not run by a Python.
 
-    The bootstrap lives in the launcher's environment; another interpreter cannot load it.
     Looks at the command itself (``python3``) or at a script's ``#!`` line (``celery``).
     """
     try:
         path = resolve(argv0, environ)
     except LaunchError:
         return None
-    interpreter: str | None = path
-    if not os.path.basename(path).startswith("python"):
-        try:
-            with open(path, "rb") as script:
-                first = script.readline(256).decode("utf-8", "replace")
-        except OSError:
-            return None
-        words = first[2:].split() if first.startswith("#!") else []
-        if words and os.path.basename(words[0]) == "env" and len(words) > 1:
-            words = words[1:]
-        if not words or not os.path.basename(words[0]).startswith("python"):
-            return None
-        interpreter = words[0] if os.sep in words[0] else _quiet_resolve(words[0], environ)
-    if interpreter is None:
+    if os.path.basename(path).startswith("python"):
+        return path
+    try:
+        with open(path, "rb") as script:
+            first = script.readline(256).decode("utf-8", "replace")
+    except OSError:
         return None
+    words = first[2:].split() if first.startswith("#!") else []
+    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
+        words = words[1:]
+    if not words or not os.path.basename(words[0]).startswith("python"):
+        return None
+    return words[0] if os.sep in words[0] else _quiet_resolve(words[0], environ)
+
+
+def is_ours(interpreter: str) -> bool:
+    """Whether ``interpreter`` is the Python of the launcher's own environment, where the bootstrap is."""
     if os.path.dirname(os.path.abspath(interpreter)) == os.path.dirname(os.path.abspath(sys.executable)):
-        return None
+        return True
     outside_a_venv = sys.prefix == sys.base_prefix  # then a link to the same binary is the same environment
-    if outside_a_venv and os.path.realpath(interpreter) == os.path.realpath(sys.executable):
-        return None
-    return interpreter
+    return outside_a_venv and os.path.realpath(interpreter) == os.path.realpath(sys.executable)
 
 
 def _quiet_resolve(name: str, environ: Mapping[str, str]) -> str | None:

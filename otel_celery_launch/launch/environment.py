@@ -8,13 +8,17 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from otel_celery_launch.handoff import ENV_VAR, Plan
+from otel_celery_launch.handoff import ENV_VAR, Plan, put_secrets
 
 HOOK_DIR = str(Path(__file__).resolve().parent.parent / "bootstrap" / "site")
 
 
-def child_environment(environ: Mapping[str, str], plan: Plan | None) -> dict[str, str]:
+def child_environment(environ: Mapping[str, str], plan: Plan | None, hand_over_secrets: bool = False) -> dict[str, str]:
     """Without a plan (telemetry disabled) the hook and any inherited plan are taken out.
+
+    Header values are handed over (see :mod:`otel_celery_launch.handoff`) only to a
+    command that the launcher's own Python runs: another program would leave the
+    descriptor open to all it starts.
 
     The user's PYTHONPATH is kept, after the hook directory; processes the command starts
     inherit both, so ``celery multi`` workers are bootstrapped too.
@@ -25,7 +29,8 @@ def child_environment(environ: Mapping[str, str], plan: Plan | None) -> dict[str
     env.pop(ENV_VAR, None)
     if plan is not None:
         user_paths.insert(0, HOOK_DIR)
-        env[ENV_VAR] = dataclasses.replace(plan, prefix=sys.prefix).to_env()
+        plan = dataclasses.replace(plan, prefix=sys.prefix)
+        env[ENV_VAR] = (put_secrets(plan) if hand_over_secrets else plan).to_env()
     if user_paths:
         env["PYTHONPATH"] = os.pathsep.join(user_paths)
     return env

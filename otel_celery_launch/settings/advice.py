@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from otel_celery_launch.masking import host_port
 from otel_celery_launch.settings.model import Settings
-from otel_celery_launch.settings.resolve import traces_url
+from otel_celery_launch.settings.resolve import TRACES_PATH, traces_url
 
 _OTHER_PORT = {"grpc": (4318, "http/protobuf"), "http/protobuf": (4317, "grpc")}
 
@@ -20,7 +21,7 @@ def likely_mistakes(settings: Settings) -> list[str]:
     if url is None or settings.disabled:
         return []
     parts = urlsplit(url)
-    shown = f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts.port else f"{parts.scheme}://{parts.hostname}"
+    shown = f"{parts.scheme}://{host_port(url)}"
     key = "exporter.traces_endpoint" if exporter.traces_endpoint else "exporter.endpoint"
     advice = []
     port, protocol = _OTHER_PORT[exporter.protocol]
@@ -33,4 +34,9 @@ def likely_mistakes(settings: Settings) -> list[str]:
         advice.append(f"{key}: an https:// endpoint with exporter.insecure true; TLS is used anyway ({shown})")
     if exporter.protocol == "grpc" and parts.path not in ("", "/"):
         advice.append(f"{key}: gRPC ignores the path of the endpoint; only {shown} is used")
+    if exporter.protocol == "http/protobuf" and parts.path.count(TRACES_PATH) > 1:
+        advice.append(f"{key}: the path holds {TRACES_PATH} twice ({parts.path}); exporter.endpoint is a base URL to which "
+                      f"{TRACES_PATH} is appended, exporter.traces_endpoint a full URL used as given")
+    elif exporter.protocol == "http/protobuf" and not parts.path.rstrip("/").endswith(TRACES_PATH):
+        advice.append(f"{key}: collectors take OTLP/HTTP spans at {TRACES_PATH}, but spans would go to {parts.path or '/'}")
     return advice

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from otel_celery_launch.masking import mask_url
 from otel_celery_launch.settings.errors import Problem, SettingsError
 from otel_celery_launch.settings.model import FieldPath, Settings
 from otel_celery_launch.settings.sources import (
@@ -22,7 +22,6 @@ from otel_celery_launch.settings.sources import (
 )
 
 _SECRET_KEYS = frozenset({"headers"})
-_URL_CREDENTIALS = re.compile(r"(//)[^/@\s]+@")
 
 
 @dataclass(frozen=True)
@@ -59,16 +58,18 @@ def load_settings(
         settings = Settings(_build_sources=(tuple(sources), {}))
     except ValidationError as error:
         problems += [_describe(detail, origins) for detail in error.errors()]
+    else:
+        problems += _grpc_header_problems(settings, origins)
     if problems:
         raise SettingsError(problems)
     return LoadedSettings(settings, origins, config_file)
 
 
 def redact(path: FieldPath, value: Any) -> str:
-    """How a value may be shown: secrets never, credentials in URLs masked."""
-    if _SECRET_KEYS.intersection(path):
+    """How a value may be shown: header values never (their names, yes), credentials in URLs masked."""
+    if _SECRET_KEYS.intersection(path) and path[-1] != "[key]":
         return "'****'"
-    return _URL_CREDENTIALS.sub(r"\1****@", repr(value))
+    return repr(mask_url(value)) if isinstance(value, str) else repr(value)
 
 
 def _describe(detail: ErrorDetails, origins: Mapping[FieldPath, str]) -> Problem:
@@ -82,6 +83,18 @@ def _describe(detail: ErrorDetails, origins: Mapping[FieldPath, str]) -> Problem
     if isinstance(detail["input"], (dict, list)) or detail["type"] == "missing":
         return Problem(where, message)
     return Problem(where, f"{message} (got {redact(path, detail['input'])})")
+
+
+def _grpc_header_problems(settings: Settings, origins: Mapping[FieldPath, str]) -> list[Problem]:
+    """Names gRPC reserves (grpc-...) or carries as binary (...-bin): the export would fail."""
+    if settings.exporter.protocol != "grpc":
+        return []
+    return [
+        Problem(f"exporter.headers.{name} ({find_origin(origins, ('exporter', 'headers', name)) or 'default'})",
+                "gRPC reserves names starting grpc- and carries names ending -bin as binary; use another name")
+        for name in settings.exporter.headers
+        if name.startswith("grpc-") or name.endswith("-bin")
+    ]
 
 
 def _unknown_key(path: FieldPath) -> str:

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, mo
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from otel_celery_launch.settings.types import Duration, Endpoint, ReadableFile, StrictBool
+from otel_celery_launch.settings.types import Duration, Endpoint, HeaderName, HeaderValue, ReadableFile, StrictBool
 
 BUILTIN_PROPAGATORS = ("tracecontext", "baggage")
 PROTOCOLS = ("grpc", "http/protobuf", "console", "none")
@@ -69,7 +69,9 @@ class ExporterSettings(Section):
         description="collector base URL; http/protobuf appends /v1/traces (default port 4317 grpc, 4318 http)",
     )
     traces_endpoint: Endpoint | None = Field(None, description="full traces URL, used as given; wins over endpoint")
-    headers: dict[str, SecretStr] = Field(default_factory=dict, description="sent with every export; never printed")
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict, description="sent with every export (names in lower case); values never printed"
+    )
     timeout: Duration = Field(10.0, description="per-export timeout, e.g. 10s or 500ms")
     compression: Literal["gzip", "none"] = Field("none", description="export compression")
     insecure: StrictBool | None = Field(None, description="gRPC without TLS; default: true for http:// endpoints")

@@ -33,7 +33,10 @@ def parse_key_values(text: str) -> dict[str, str]:
         key, sep, value = entry.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"entry {position} is not key=value (expected k=v,k2=v2)")
-        pairs[unquote(key.strip())] = unquote(value.strip())
+        try:
+            pairs[unquote(key.strip(), errors="strict")] = unquote(value.strip(), errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError(f"entry {position} does not percent-decode to UTF-8") from None
     return pairs
 
 
@@ -51,6 +54,8 @@ class TrackedSource(PydanticBaseSettingsSource):
         self.problems: list[Problem] = []
 
     def put(self, path: FieldPath, value: Any, origin: str) -> None:
+        if path[:2] == ("exporter", "headers") and len(path) == 3 and isinstance(path[2], str):
+            path = (*path[:2], path[2].strip().lower())  # header names are case-insensitive, as the model makes them
         node = self.data
         for key in path[:-1]:
             node = node.setdefault(key, {})

@@ -7,7 +7,9 @@ import re
 from typing import Annotated, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+
+from otel_celery_launch.masking import mask_url
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -42,7 +44,7 @@ def check_endpoint(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https"):
         if parts.scheme and not parts.netloc and re.match(r"^[\w.-]+:\d+", value):
-            raise ValueError(f"must be a URL with a scheme: try http://{value}")
+            raise ValueError(f"must be a URL with a scheme: try http://{mask_url(value)}")
         raise ValueError("must be an http:// or https:// URL")
     if not parts.hostname:
         raise ValueError("must name a host, as in http://collector:4317")
@@ -62,8 +64,31 @@ def check_readable_file(value: str) -> str:
     return value
 
 
+_HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
+
+
+def check_header_name(name: str) -> str:
+    """Lower case, as the SDK makes it (gRPC refuses upper case); then what gRPC and HTTP both carry."""
+    name = name.strip().lower()
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError("is not a header name: use letters, digits, '-', '_' and '.'")
+    return name
+
+
+def check_header_value(value: SecretStr) -> SecretStr:
+    """Printable ASCII, once percent-decoded: anything else no transport carries, or carries differently."""
+    text = value.get_secret_value()
+    if not all(" " <= char <= "~" for char in text):
+        raise ValueError("must be printable ASCII once percent-decoded (no control character, line break or non-ASCII)")
+    if text != text.strip():
+        raise ValueError("must not begin or end with a space")
+    return value
+
+
 # json_schema_input_type: what the config file may hold, for the schema editors validate with
 Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=Union[float, Annotated[str, Field(pattern=_DURATION.pattern)]])]
 StrictBool = Annotated[bool, BeforeValidator(parse_strict_bool, json_schema_input_type=Union[bool, Literal["true", "false"]])]
 Endpoint = Annotated[str, AfterValidator(check_endpoint)]
 ReadableFile = Annotated[str, AfterValidator(check_readable_file)]
+HeaderName = Annotated[str, AfterValidator(check_header_name)]
+HeaderValue = Annotated[SecretStr, AfterValidator(check_header_value)]
