@@ -131,3 +131,13 @@ def test_recycled_children_export_again_once_the_collector_is_back(protocol: str
 
         receiver.wait_for(lambda spans: arrived(spans) == later, timeout=60)
         assert worker.stop() == 0
+
+
+@pytest.mark.parametrize(("pool", "protocol"), [("eventlet", "grpc"), ("gevent", "grpc"), ("threads", "http/protobuf"), ("solo", "grpc"), ("prefork", "http/protobuf")])
+def test_no_traceback_at_shutdown_with_a_hung_collector(pool: str, protocol: str, tmp_path: Path, redis: RedisServer, silent_collector: SilentCollector) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis.url(), **silent_collector.env(protocol))
+    with Worker("tasks", PLAIN, env, pool=pool) as worker:
+        run_tasks(env, tmp_path)
+        assert worker.stop(timeout=15) == 0, "\n".join(worker.output.lines)
+    output = worker.output.finish()
+    assert "Traceback" not in output and "Exception" not in output, output

@@ -50,6 +50,7 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
         if plan.certificate and not plan.insecure:
             with open(plan.certificate, "rb") as pem:
                 credentials = grpc.ssl_channel_credentials(root_certificates=pem.read())
+        eventlet = _green("eventlet")
         exporter = GrpcExporter(
             endpoint=plan.endpoint,
             insecure=plan.insecure,
@@ -57,8 +58,12 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
             headers=plan.headers,
             timeout=plan.timeout,
             compression=grpc.Compression.Gzip if plan.compression == "gzip" else grpc.Compression.NoCompression,
+            # Under eventlet the SDK's own retries would sleep on a green event inside a real
+            # thread, which shutdown cannot wake, and the exit waits for that thread: one try
+            # per export there (only DATA_LOSS is retried), and the launcher's loop retries.
+            retryable_error_codes=(grpc.StatusCode.DATA_LOSS,) if eventlet else None,
         )
-        return _OnRealThread(exporter) if _green("eventlet") else exporter
+        return _OnRealThread(exporter) if eventlet else exporter
     if plan.protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
