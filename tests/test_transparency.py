@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.otlp_receiver import Receiver
 from tests.processes import SCENARIOS, clean_env, run_launcher
 
 HERE = SCENARIOS / "transparency"
@@ -184,3 +185,12 @@ def test_another_interpreter_seeing_a_source_checkout_is_untouched() -> None:
     result = run_launcher(["--", "python", "-c", code], clean_env(OTEL_TRACES_EXPORTER="none", PYTHONPATH=str(REPO)))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "0 'hi\\n'\n"
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_multiprocessing_children_deliver_their_spans(start_method: str, receiver: Receiver) -> None:
+    env = clean_env(**receiver.env("grpc"))
+    result = run_launcher(["--", "python", "mp_spans.py", start_method], env, cwd=HERE)
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+    names = {"child-process", "child-pool-1", "child-pool-2", "child-executor-1", "child-executor-2"}
+    receiver.wait_for(lambda spans: names <= {s.name for s in spans})

@@ -10,22 +10,24 @@ started at the wrong moment breaks the program it should only observe:
 * started while a module's body is half run, it meets that module half made:
   ``from module import name`` fails, or binds what exists so far.
 
-Why this module is safe: a set-up runs only when, on every thread (importlib's
+Why this module is safe: a set-up runs only when, on this thread (importlib's
 ``_find_and_load`` frames), no import is being found (its module not yet in
 ``sys.modules``: a finder is running, or it waits for its parent) and no library module
 (one of the standard library or of an installed package: what a set-up may import) has its
 body part way run; and never while gevent or eventlet monkey-patch. The program's own
 modules may be part way run: a set-up never imports them (it runs inside ``import tasks``
-when ``tasks.py`` creates its Celery app). Within those rules it runs at the first chance
+when ``tasks.py`` creates its Celery app). Other threads' imports are safe to meet (a
+module being imported is locked until whole), unless this thread is itself inside an
+import: then they count too, as the two threads' locks could deadlock. Within those rules it runs at the first chance
 after its library was imported:
 
 1. right after the body of the library's module (the trigger) has run;
 2. else right after the body of the next module to finish importing: while a set-up is
    pending, every module of its packages (and, while one is held back, every module) is
-   loaded through :class:`_ReportingLoader`, which hands the module its real loader before
-   the body runs and reports when the body is done;
+   loaded through a copy of its loader (:func:`_reporting`), which hands the module its real
+   loader before the body runs and reports when the body is done;
 3. or at the library's first use, reported by :func:`use` (Celery: the first app, publish
-   or worker), if that moment is safe.
+   or worker; OpenTelemetry: the first span of a tracer got early), if that moment is safe.
 
 Each set-up runs once, on whichever thread gets there first. An optional ``arm`` step runs
 right after the trigger's body, even inside another import: it must import nothing (it
@@ -38,6 +40,7 @@ import os
 import site
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import _bootstrap  # type: ignore[attr-defined]  # to know the frames of imports
@@ -45,6 +48,7 @@ from importlib.machinery import ModuleSpec
 from types import FrameType, ModuleType
 from typing import Any
 
+FIRST_USE_WAIT = 1.0  # longest a first use waits for another thread's set-up of the same library, in seconds
 _FIND_AND_LOAD = getattr(_bootstrap, "_find_and_load").__code__
 _PATCHERS = ("gevent.monkey", "eventlet.patcher")
 _PATCHING = ("patch", "green", "monkey_patch", "upgrade")  # their functions that patch or sweep live objects
@@ -62,6 +66,7 @@ class Activation:
     install: Callable[[], None]
     arm: Callable[[ModuleType], None] | None = None
     state: str = "waiting"  # waiting -> due (trigger imported) -> running -> done
+    thread: int = 0  # the thread that runs the set-up
 
 
 _activations: list[Activation] = []
@@ -82,9 +87,23 @@ def activate_when_imported(
 
 
 def use(trigger: str) -> None:
-    """The library imported as ``trigger`` is being used now: set it up, if that is safe."""
-    if any(activation.trigger == trigger and activation.state == "due" for activation in _activations):
-        _settle()
+    """The library imported as ``trigger`` is being used now: set it up first, if that is safe.
+
+    If another thread is setting it up, the use waits for that (at most FIRST_USE_WAIT).
+    """
+    deadline = time.monotonic() + FIRST_USE_WAIT
+    for activation in _activations:
+        if activation.trigger != trigger:
+            continue
+        while activation.state in ("due", "running") and activation.thread != threading.get_ident():
+            if activation.state == "due":
+                if _blocked(None):
+                    return  # this thread's own import stands in the way: its end sets the library up
+                _settle()
+            elif time.monotonic() < deadline:
+                time.sleep(0.005)
+            else:
+                return
 
 
 def _triggered(module: ModuleType) -> None:
@@ -99,35 +118,51 @@ def _triggered(module: ModuleType) -> None:
 
 
 def _settle(finished: str | None = None) -> None:
-    """Run every due set-up that is safe now; ``finished`` names a module whose body just ran."""
-    if not any(activation.state == "due" for activation in _activations):
-        return
-    if not _safe_now(finished):
-        return
-    for activation in _activations:
-        with _lock:
-            if activation.state != "due":
-                continue
-            activation.state = "running"
-        try:
-            activation.install()
-        finally:
-            activation.state = "done"
+    """Run the due set-ups while that is safe; ``finished`` names a module whose body just ran.
+
+    Safety is looked at again after each set-up: one may import a trigger, and leave
+    another set-up due.
+    """
+    while any(activation.state == "due" for activation in _activations):
+        if _blocked(finished):
+            return
+        for activation in _activations:
+            with _lock:
+                if activation.state != "due":
+                    continue
+                activation.state, activation.thread = "running", threading.get_ident()
+            try:
+                activation.install()
+            finally:
+                activation.state = "done"
+            break
 
 
-def _safe_now(finished: str | None) -> bool:
-    """No import being found, no library module half run (on any thread), no patching."""
-    for frame in sys._current_frames().values():
+def _blocked(finished: str | None) -> bool:
+    """Whether setting up now could meet a half-made module.
+
+    This thread's own imports are what matter: a module another thread is importing is
+    locked, and an import of it from here waits until it is whole, unless this thread
+    holds an import lock itself (it is inside an import), when the two could deadlock
+    and Python hands one of them the half-made module.
+    """
+    here = elsewhere = importing_here = False
+    me = threading.get_ident()
+    for thread, frame in sys._current_frames().items():
         walking: FrameType | None = frame
         while walking is not None:
             if walking.f_code is _FIND_AND_LOAD:
+                importing_here = importing_here or thread == me
                 name = walking.f_locals.get("name")
-                if isinstance(name, str) and name != finished and _half_made_library(name):
-                    return False
-            elif walking.f_globals.get("__name__", "").startswith(_PATCHERS) and walking.f_code.co_name.lstrip("_").startswith(_PATCHING):
-                return False
+                blocked = isinstance(name, str) and name != finished and _half_made_library(name)
+            else:
+                blocked = walking.f_globals.get("__name__", "").startswith(_PATCHERS) and walking.f_code.co_name.lstrip("_").startswith(_PATCHING)
+            if blocked and thread == me:
+                here = True
+            elif blocked:
+                elsewhere = True
             walking = walking.f_back
-    return True
+    return here or (importing_here and elsewhere)
 
 
 def _half_made_library(name: str) -> bool:
@@ -157,32 +192,39 @@ def _watched(fullname: str) -> bool:
     )
 
 
-class _ReportingLoader:
-    """Stands in for a module's loader until its body runs, then reports that the body has run."""
+_REAL = "_otel_celery_launch_real_loader"
+_reporting_classes: dict[type, type] = {}
 
-    def __init__(self, spec: ModuleSpec) -> None:
-        self.spec = spec
-        self.loader = spec.loader
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.loader, name)
+def _reporting(loader: Any) -> Any:
+    """A copy of ``loader`` whose ``exec_module`` reports when the body has run.
 
-    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        create = getattr(self.loader, "create_module", None)
-        return create(spec) if create is not None else None
+    Of a subclass of the loader's own class (``isinstance`` checks still hold, and every
+    other method is the loader's own), made per class; None for loaders that cannot be
+    copied so (built-in and frozen modules, whose loader is a class).
+    """
+    kind = type(loader)
+    try:
+        reporting = _reporting_classes.get(kind)
+        if reporting is None:
+            namespace = {"exec_module": _exec_and_report, "__module__": kind.__module__, "__qualname__": kind.__qualname__}
+            reporting = _reporting_classes.setdefault(kind, type(kind.__name__, (kind,), namespace))
+        copy: Any = object.__new__(reporting)
+        copy.__dict__.update(vars(loader))
+    except TypeError:
+        return None
+    copy.__dict__[_REAL] = loader
+    return copy
 
-    def get_code(self, fullname: str) -> Any:
-        """runpy runs the code itself (``python -m``): step aside, there is no import to report."""
-        self.spec.loader = self.loader
-        return self.loader.get_code(fullname)  # type: ignore[union-attr]
 
-    def exec_module(self, module: ModuleType) -> None:
-        module.__loader__ = self.loader  # the module never sees the stand-in
-        if module.__spec__ is not None:
-            module.__spec__.loader = self.loader
-        self.loader.exec_module(module)  # type: ignore[union-attr]
-        _triggered(module)
-        _settle(finished=module.__name__)
+def _exec_and_report(self: Any, module: ModuleType) -> None:
+    loader = self.__dict__[_REAL]
+    module.__loader__ = loader  # the module keeps its real loader
+    if module.__spec__ is not None:
+        module.__spec__.loader = loader
+    loader.exec_module(module)
+    _triggered(module)
+    _settle(finished=module.__name__)
 
 
 class _Finder:
@@ -201,7 +243,7 @@ class _Finder:
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _ReportingLoader(spec)
+            spec.loader = _reporting(spec.loader) or spec.loader
         return spec
 
 

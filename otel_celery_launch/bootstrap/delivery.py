@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -226,8 +227,26 @@ class Delivery:
             )
         )
         atexit.register(self._at_exit)
+        self._forks_watched = False
+        self._flush_when_a_process_ends()
+        os.register_at_fork(after_in_child=self._flush_when_a_process_ends)
         global _installed
         _installed = self
+
+    def _flush_when_a_process_ends(self) -> None:
+        """multiprocessing's processes (fork, forkserver, spawn; Pool and ProcessPoolExecutor
+        workers) leave through ``os._exit`` too, after running its finalizers: flush in one.
+
+        A forked process clears the finalizers it inherited and then runs the after-fork
+        callbacks, so there the finalizer is registered from one of those.
+        """
+        util = sys.modules.get("multiprocessing.util")
+        if util is None:  # the program uses no multiprocessing (yet): atexit is enough
+            return
+        util.Finalize(None, self.flush_before_exit, exitpriority=0)
+        if not self._forks_watched:  # forked children inherit both the flag and the callback
+            self._forks_watched = True
+            util.register_after_fork(self, Delivery._flush_when_a_process_ends)
 
     def flush_before_exit(self) -> bool:
         """Deliver what this process holds within the exit timeout; count the rest as dropped.

@@ -23,19 +23,31 @@ def _hex(trace_id: int, span_id: int) -> tuple[str, str]:
 
 
 def current_ids() -> tuple[str, str] | None:
-    """``(trace_id, span_id)`` of the current span, or None outside any."""
+    """``(trace_id, span_id)`` of the current span, or None outside any.
+
+    A log line may come while OpenTelemetry is half imported (on this thread or another):
+    then there are no ids, rather than an error in the program's logging call.
+    """
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
         return None
-    context = trace.get_current_span().get_span_context()
+    try:
+        context = trace.get_current_span().get_span_context()
+    except Exception:
+        return None
     return _hex(context.trace_id, context.span_id) if context.is_valid else None
 
 
 def current_task() -> tuple[str, str] | None:
-    """``(task_id, task_name)`` of the Celery task running on this thread, or None."""
+    """``(task_id, task_name)`` of the Celery task running on this thread, or None (also while Celery is half imported)."""
     state = sys.modules.get("celery._state")
-    task = state.get_current_task() if state is not None else None
-    return (task.request.id, task.name) if task is not None else None
+    if state is None:
+        return None
+    try:
+        task = state.get_current_task()
+        return (task.request.id, task.name) if task is not None else None
+    except Exception:
+        return None
 
 
 def add_trace_ids(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
