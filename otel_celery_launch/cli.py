@@ -7,9 +7,11 @@ command that cannot be executed; 127 for one that is not found.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from otel_celery_launch import __version__
 
@@ -18,11 +20,29 @@ PROG = "otel-celery-launch"
 _SETTING = "setting:"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with hints for the two usual slips: a misspelled flag, and a command without ``--``."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):
+            words = message.removeprefix("unrecognized arguments: ").split()
+            flags = [option for action in self._actions for option in action.option_strings]
+            for word in words:
+                guess = difflib.get_close_matches(word.partition("=")[0], flags, n=1, cutoff=0.7) if word.startswith("--") else []
+                if guess:
+                    message += f"; did you mean {guess[0]}?"
+                    break
+            else:
+                if not self.prog.endswith("check"):
+                    message += f"; put the command after --, as in  {PROG} -- {' '.join(words)}"
+        super().error(message)
+
+
 def _parser(check: bool) -> argparse.ArgumentParser:
     from otel_celery_launch.settings.model import leaves
     from otel_celery_launch.settings.sources import CONFIG_ENV_VAR, flag_name
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"{PROG} check" if check else PROG,
         usage=f"{PROG} check [--config FILE] [setting flags]"
         if check
@@ -37,7 +57,11 @@ def _parser(check: bool) -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help=f"YAML settings file (or set {CONFIG_ENV_VAR})")
     group = parser.add_argument_group("setting flags", "each overrides the same key from the environment and the file")
     for leaf in leaves():
-        metavar = "K=V,..." if leaf.shape == "mapping" else "A,B,..." if leaf.shape == "list" else "VALUE"
+        if leaf.boolean:  # a switch: --disabled alone means true; --disabled false also works
+            group.add_argument(flag_name(leaf), dest=_SETTING + leaf.dotted, nargs="?", const="true", metavar="BOOL",
+                               help=leaf.info.description)
+            continue
+        metavar = "K=V,..." if leaf.shape == "mapping" else "A,B,..." if leaf.shape == "list" else "DURATION" if leaf.duration else "VALUE"
         group.add_argument(flag_name(leaf), dest=_SETTING + leaf.dotted, metavar=metavar, help=leaf.info.description)
     return parser
 
@@ -81,7 +105,9 @@ def _check(argv: Sequence[str]) -> int:
     return 0
 
 
-def _schema() -> int:
+def _schema(argv: Sequence[str]) -> int:
+    _Parser(prog=f"{PROG} schema", description="Print the JSON Schema of the config file, for editors to complete "
+            "and validate it.").parse_args(argv)
     import json
 
     from otel_celery_launch.settings.model import Settings
@@ -126,14 +152,41 @@ def _run(argv: Sequence[str]) -> int:
     return 0  # not reached: exec replaced this process
 
 
+def _subcommand(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``check``, ``schema`` or ``demo`` and the other words, wherever it stands before ``--``.
+
+    A word counts as the subcommand only where it is not the value of the flag before it
+    (``--service-name check`` names a service).
+    """
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    for index, word in enumerate(head):
+        if word in ("check", "schema", "demo"):
+            rest = argv[:index] + argv[index + 1 :]
+            parser = _parser(check=True)
+            parser.exit_on_error = False
+            try:
+                parser.parse_known_args(argv[:index])
+            except argparse.ArgumentError:
+                continue  # the flag before it wants it as its value
+            return word, rest
+    return None, argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["check"]:
-        return _check(argv[1:])
-    if argv[:1] == ["schema"]:
-        return _schema()
-    if argv[:1] == ["demo"]:
-        from otel_celery_launch.demo import run_demo
+    try:
+        word, rest = _subcommand(argv)
+        status = _check(rest) if word == "check" else _schema(rest) if word == "schema" else _demo(rest) if word == "demo" else _run(argv)
+        sys.stdout.flush()  # here, where a closed pipe can be caught
+        return status
+    except BrokenPipeError:  # `check --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
-        return run_demo()
-    return _run(argv)
+
+def _demo(argv: Sequence[str]) -> int:
+    _Parser(prog=f"{PROG} demo", description="Run a producer and a worker under the launcher, with a broker made of files "
+            "and an embedded collector, and print the trace they make. Needs no broker and no collector.").parse_args(argv)
+    from otel_celery_launch.demo import run_demo
+
+    return run_demo()

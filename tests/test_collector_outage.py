@@ -34,7 +34,7 @@ def run_tasks(env: dict[str, str], marker_dir: Path) -> None:
 
 def reported_drops(output: str) -> tuple[int, list[str]]:
     warnings = [line for line in output.splitlines() if line.startswith("otel-celery-launch: warning:")]
-    return sum(int(n) for line in warnings for n in re.findall(r"(\d+) spans dropped", line)), warnings
+    return sum(int(n) for line in warnings for n in re.findall(r"(\d+) spans? dropped", line)), warnings
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

@@ -41,6 +41,7 @@ import site
 import sys
 import threading
 import time
+from _thread import get_ident as _os_thread  # taken before gevent or eventlet patch it: frames are keyed by OS thread
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import _bootstrap  # type: ignore[attr-defined]  # to know the frames of imports
@@ -147,7 +148,7 @@ def _blocked(finished: str | None) -> bool:
     and Python hands one of them the half-made module.
     """
     here = elsewhere = importing_here = False
-    me = threading.get_ident()
+    me = _os_thread()
     for thread, frame in sys._current_frames().items():
         walking: FrameType | None = frame
         while walking is not None:

@@ -99,7 +99,7 @@ class CollectorState:
 
     def _report(self, fields: list[float], what: str) -> None:
         dropped, fields[1], fields[2] = int(fields[1]), 0, time.time()
-        lost = f"; {dropped} spans dropped" if dropped else ""
+        lost = f"; {dropped} span{'' if dropped == 1 else 's'} dropped" if dropped else ""
         logger.warning(
             "otel-celery-launch: warning: %s%s; each process keeps up to %d spans and retries; the work runs on",
             what,

@@ -21,7 +21,9 @@ def child_environment(environ: Mapping[str, str], plan: Plan | None, hand_over_s
     descriptor open to all it starts.
 
     The user's PYTHONPATH is kept, after the hook directory; processes the command starts
-    inherit both, so ``celery multi`` workers are bootstrapped too.
+    inherit both, so ``celery multi`` workers are bootstrapped too. The SDK reads
+    ``OTEL_SDK_DISABLED`` itself: when a flag or the file overrode it, the child gets the
+    value the launcher decided, so that what ``check`` says is what the child does.
     """
     env = dict(environ)
     given = env.pop("PYTHONPATH", "")  # kept entry for entry: an empty entry means the working directory
@@ -31,6 +33,8 @@ def child_environment(environ: Mapping[str, str], plan: Plan | None, hand_over_s
         user_paths.insert(0, HOOK_DIR)
         plan = dataclasses.replace(plan, prefix=sys.prefix)
         env[ENV_VAR] = (put_secrets(plan) if hand_over_secrets else plan).to_env()
+        if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":  # a flag or the file said enabled: the SDK must agree
+            env["OTEL_SDK_DISABLED"] = "false"
     if user_paths:
         env["PYTHONPATH"] = os.pathsep.join(user_paths)
     return env

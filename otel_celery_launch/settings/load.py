@@ -60,6 +60,13 @@ def load_settings(
         problems += [_describe(detail, origins) for detail in error.errors()]
     else:
         problems += _grpc_header_problems(settings, origins)
+    if config_file:  # the file on its own too: a bad value must not hide behind a variable that overrides it
+        file_source = sources[-1]
+        try:
+            Settings(_build_sources=((file_source,), {}))
+        except ValidationError as error:
+            problems += [problem for detail in error.errors()
+                         if (problem := _describe(detail, file_source.origins)) not in problems]
     if problems:
         raise SettingsError(problems)
     return LoadedSettings(settings, origins, config_file)

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, mo
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from otel_celery_launch.settings.types import Duration, Endpoint, HeaderName, HeaderValue, ReadableFile, StrictBool
+from otel_celery_launch.settings.types import Duration, Endpoint, HeaderName, HeaderValue, ReadableFile, StrictBool, parse_duration, parse_strict_bool
 
 BUILTIN_PROPAGATORS = ("tracecontext", "baggage")
 PROTOCOLS = ("grpc", "http/protobuf", "console", "none")
@@ -88,10 +88,10 @@ class BatchSettings(Section):
     export_timeout: Duration = Field(
         30.0, description="longest a batch is retried while the collector refuses it; then it is dropped and counted"
     )
-    max_queue_size: int = Field(2048, gt=0, description="spans held in memory per process; beyond it the oldest are dropped and counted")
-    max_export_batch_size: int = Field(512, gt=0, description="spans per export")
+    max_queue_size: int = Field(2048, gt=0, le=1_000_000, description="spans held in memory per process; beyond it the oldest are dropped and counted")
+    max_export_batch_size: int = Field(512, gt=0, le=100_000, description="spans per export")
     exit_timeout: Duration = Field(
-        2.0, description="longest a process spends flushing spans as it exits; none when the collector is down"
+        2.0, description="longest a process spends flushing spans as it exits; none while the collector is known hung"
     )
 
     @model_validator(mode="after")
@@ -111,7 +111,7 @@ class LogsSettings(Section):
 
 
 class Settings(BaseSettings):
-    """Everything the launcher needs to know; sources are merged by :func:`~.load.load_settings`."""
+    """Everything the launcher needs to know (the config file holds any part of it)."""
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
@@ -144,6 +144,14 @@ class Leaf:
     @property
     def dotted(self) -> str:
         return ".".join(self.path)
+
+    @property
+    def duration(self) -> bool:
+        return any(getattr(rule, "func", None) is parse_duration for rule in self.info.metadata)
+
+    @property
+    def boolean(self) -> bool:
+        return any(getattr(rule, "func", None) is parse_strict_bool for rule in self.info.metadata)
 
 
 def leaves(model: type[BaseModel] = Settings, prefix: FieldPath = ()) -> Iterator[Leaf]:

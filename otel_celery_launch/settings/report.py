@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from otel_celery_launch.settings.load import LoadedSettings, redact
 from otel_celery_launch.settings.model import FieldPath, leaves
 from otel_celery_launch.settings.resolve import build_plan
+from otel_celery_launch.settings.types import show_duration
 
 
 def _shown(path: FieldPath, value: Any) -> str:
@@ -37,7 +38,8 @@ def _rows(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
                 for key, item in value.items()
             ]
         else:
-            rows.append((leaf.dotted, "{}" if leaf.shape == "mapping" else _shown(leaf.path, value), loaded.origin(leaf.path)))
+            shown = "{}" if leaf.shape == "mapping" else show_duration(value) if leaf.duration and value is not None else _shown(leaf.path, value)
+            rows.append((leaf.dotted, shown, loaded.origin(leaf.path)))
     return rows
 
 

@@ -7,6 +7,7 @@ flags, environment, YAML file, defaults.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from otel_celery_launch.settings.errors import Problem
 from otel_celery_launch.settings.model import FieldPath, Leaf, Settings, leaves
 
 CONFIG_ENV_VAR = "OTEL_CELERY_LAUNCH_CONFIG"
+_LEAVES = {leaf.path: leaf for leaf in leaves()}
 
 
 def parse_key_values(text: str) -> dict[str, str]:
@@ -105,28 +107,13 @@ class YamlFileSource(TrackedSource):
         self._walk(root, ())
 
     def _read(self) -> Any:
-        import yaml
+        from otel_celery_launch.settings.config_file import ConfigFileError, read_config
 
         try:
-            with open(self.path, encoding="utf-8") as stream:
-                return yaml.safe_load(stream)
-        except FileNotFoundError:
-            message = "config file not found"
-        except IsADirectoryError:
-            message = "is a directory, not a config file"
-        except PermissionError:
-            message = "config file cannot be read (permission denied)"
-        except UnicodeDecodeError:
-            message = "is not a UTF-8 text file"
-        except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark or error.context_mark
-            where = f"{self.path}:{mark.line + 1}:{mark.column + 1}" if mark else self.path
-            self.problems.append(Problem(where, f"YAML syntax error: {error.problem or error.context}"))
+            return read_config(self.path)
+        except ConfigFileError as error:
+            self.problems.append(Problem(error.where, error.message))
             return None
-        except (yaml.YAMLError, OSError) as error:
-            message = f"cannot be read: {error.__class__.__name__}"
-        self.problems.append(Problem(self.path, message))
-        return None
 
     def _walk(self, node: Any, path: FieldPath) -> None:
         if isinstance(node, dict) and (path == () or node):
@@ -135,7 +122,11 @@ class YamlFileSource(TrackedSource):
         else:
             known_problems = len(self.problems)
             value = self._substitute(node, path)
-            if len(self.problems) == known_problems:  # a failed ${VAR} is reported once, not validated too
+            leaf = _LEAVES.get(path)
+            problem = unitless(leaf, value) if leaf is not None else None
+            if problem:
+                self.problems.append(Problem(f"{'.'.join(path)} (file {self.path})", problem))
+            elif len(self.problems) == known_problems:  # a failed ${VAR} is reported once, not validated too
                 self.put(path, value, f"file {self.path}")
 
     def _substitute(self, value: Any, path: FieldPath) -> Any:
@@ -163,8 +154,30 @@ class YamlFileSource(TrackedSource):
 
 
 def _milliseconds(text: str) -> str:
-    """The OTel variables give durations in milliseconds; our durations take a unit."""
-    return f"{text.strip()}ms" if text.strip().isdigit() else text
+    """The OTel variables give durations in milliseconds (a decimal point is allowed); our durations take a unit."""
+    try:
+        number = float(text.strip())
+    except ValueError:
+        raise ValueError(f"must be a number of milliseconds, as the OpenTelemetry specification says (got {text.strip()!r})") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"must be a positive, finite number of milliseconds (got {text.strip()!r})")
+    return f"{number:f}ms"
+
+
+def unitless(leaf: Leaf, value: Any) -> str | None:
+    """The problem with a bare number given for a duration in the file or a flag: which unit was meant?"""
+    if not leaf.duration or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return "must be a finite duration with a unit, such as 10s or 500ms"
+    return f"{value:g} has no unit: write {value:g}s for {value:g} seconds or {value:g}ms for {value:g} milliseconds"
 
 
 def _traces_exporter(text: str) -> str | None:
@@ -223,7 +236,7 @@ class OtelEnvSource(TrackedSource):
             try:
                 text = convert(environ[name])
             except ValueError as error:
-                self.problems.append(Problem(name, str(error)))
+                self.problems.append(Problem(f"{'.'.join(path)} (env {name})", str(error)))
                 continue
             if text is not None:
                 self.put_text(by_path[path], text, f"env {name}")
@@ -240,4 +253,9 @@ class FlagSource(TrackedSource):
         super().__init__()
         for leaf in leaves():
             if leaf.path in given:
-                self.put_text(leaf, given[leaf.path], f"flag {flag_name(leaf)}")
+                origin = f"flag {flag_name(leaf)}"
+                problem = unitless(leaf, given[leaf.path])
+                if problem:
+                    self.problems.append(Problem(f"{leaf.dotted} ({origin})", problem))
+                else:
+                    self.put_text(leaf, given[leaf.path], origin)

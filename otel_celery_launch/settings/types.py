@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Annotated, Literal, Union
@@ -11,32 +12,44 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from otel_celery_launch.masking import mask_url
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+LONGEST = 3600.0  # no duration of the launcher's needs more than an hour
+_TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
 
 
 def parse_duration(value: object) -> object:
-    """Accept ``10s``, ``500ms``, ``2m`` or a bare number of seconds; return seconds."""
+    """``10s``, ``500ms``, ``2m``, ``1h``; seconds as a number only from the sources that convert them."""
     if isinstance(value, bool):
-        raise ValueError("must be a duration such as 10s, 500ms or a number of seconds")
+        raise ValueError("must be a duration with a unit, such as 10s or 500ms")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise ValueError("must be a duration such as 10s, 500ms or a number of seconds")
-    if seconds <= 0:
+        raise ValueError("must be a duration with a unit, such as 10s or 500ms")
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError("must be a positive duration")
+    if seconds > LONGEST:
+        raise ValueError("must be at most 1h")
     return seconds
 
 
+def show_duration(seconds: float) -> str:
+    """As a person would write it: ``5s``, ``500ms``, ``2m``."""
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
 def parse_strict_bool(value: object) -> object:
-    """Only true/false: a typo such as ``ture`` must not quietly mean false."""
+    """true/false, yes/no, on/off in any case, as YAML reads them: a typo such as ``ture`` must not quietly mean false."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise ValueError("must be true or false")
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("must be true or false (yes/no and on/off also work)")
 
 
 def check_endpoint(value: str) -> str:
@@ -86,8 +99,8 @@ def check_header_value(value: SecretStr) -> SecretStr:
 
 
 # json_schema_input_type: what the config file may hold, for the schema editors validate with
-Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=Union[float, Annotated[str, Field(pattern=_DURATION.pattern)]])]
-StrictBool = Annotated[bool, BeforeValidator(parse_strict_bool, json_schema_input_type=Union[bool, Literal["true", "false"]])]
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=Annotated[str, Field(pattern=_DURATION.pattern)])]
+StrictBool = Annotated[bool, BeforeValidator(parse_strict_bool, json_schema_input_type=Union[bool, Literal["true", "false", "yes", "no", "on", "off"]])]
 Endpoint = Annotated[str, AfterValidator(check_endpoint)]
 ReadableFile = Annotated[str, AfterValidator(check_readable_file)]
 HeaderName = Annotated[str, AfterValidator(check_header_name)]

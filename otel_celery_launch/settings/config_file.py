@@ -1,0 +1,102 @@
+"""Reading the config file with bounded work and memory, whatever it holds.
+
+A config file is small and plain: at most :data:`MAX_BYTES`, nested at most
+:data:`MAX_DEPTH` deep, no aliases (a few hundred bytes of them expand past a gigabyte),
+no key given twice (the last one would win unseen), and a regular file (a FIFO would
+block the read for ever).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+import yaml
+
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 20
+
+
+class ConfigFileError(Exception):
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.message = message
+
+
+def read_config(path: str) -> Any:
+    """The parsed document; raises :class:`ConfigFileError` naming the file (and line) and the problem."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigFileError(path, "config file not found") from None
+    except OSError as error:
+        raise ConfigFileError(path, f"cannot be read ({error.strerror})") from None
+    if stat.S_ISDIR(found.st_mode):
+        raise ConfigFileError(path, "is a directory, not a config file")
+    if not stat.S_ISREG(found.st_mode):
+        raise ConfigFileError(path, "is not a regular file (a pipe, a device or a socket); name a file")
+    if found.st_size > MAX_BYTES:
+        raise ConfigFileError(path, f"is {found.st_size} bytes; a config file may hold at most {MAX_BYTES} bytes")
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_BYTES + 1)
+    except PermissionError:
+        raise ConfigFileError(path, "config file cannot be read (permission denied)") from None
+    except OSError as error:
+        raise ConfigFileError(path, f"cannot be read ({error.strerror})") from None
+    if len(data) > MAX_BYTES:
+        raise ConfigFileError(path, f"holds more than {MAX_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigFileError(path, "is not a UTF-8 text file") from None
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        kind = "" if isinstance(error, _Refused) else "YAML syntax error: "
+        raise ConfigFileError(where, f"{kind}{error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ConfigFileError(path, f"cannot be read: {type(error).__name__}") from None
+    finally:
+        loader.dispose()
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a config file may not hold."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(problem=f"aliases (*{event.anchor}) are not allowed in a config file; write the value out",
+                           problem_mark=event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(problem=f"nested more than {MAX_DEPTH} levels deep", problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                line = first.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the constructor says so below
+                continue
+            if line != key_node.start_mark.line + 1:
+                raise _Refused(problem=f"key {key!r} is given twice (first on line {line}); keep one",
+                               problem_mark=key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
