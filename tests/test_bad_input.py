@@ -150,3 +150,35 @@ def test_generated_input_is_accepted_or_refused_cleanly(document: object, variab
     assert status in (0, 2)
     if status == 2:
         assert err and all(line.startswith("otel-celery-launch: error: ") for line in err.splitlines()), err
+
+
+# Property-based, hostile: raw YAML text that may hold aliases, deep nesting, duplicate keys, tabs or
+# bytes that are not UTF-8; each example must end in exit 0 or 2 within the deadline, and all of them
+# together within a memory bound.
+_fragments = st.sampled_from([
+    "a: &x [1, 2]\n", "b: *x\n", "c: [*x, *x, *x]\n", "[" * 40 + "]" * 40 + "\n", "exporter:\n  protocol: grpc\n  protocol: grpc\n",
+    "batch: {schedule_delay: 5000}\n", "batch: {exit_timeout: .nan}\n", "\t- x\n", "? [a, b]\n: c\n", "service: {name: !!python/object:os.system x}\n",
+    "disabled: yes\n", "exporter: {headers: {'Authorization': 'Bearer%20x'}}\n", "%YAML 1.1\n---\n", "--- \n...\n",
+])
+_raw_documents = st.lists(st.one_of(_fragments, st.binary(max_size=40).map(lambda b: b.decode("latin-1"))), max_size=6).map("".join)
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_raw_documents)
+def test_hostile_text_is_accepted_or_refused_cleanly_and_quickly(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    config = tmp_path / "hostile.yaml"
+    config.write_bytes(text.encode("latin-1"))
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    try:
+        status = main(["check", "--config", str(config)])
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    assert status in (0, 2)
+    if status == 2:
+        assert err and all(line.startswith("otel-celery-launch: error: ") for line in err.splitlines()), err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024, "more than 200 MiB for one document"

@@ -52,18 +52,22 @@ def read_config(path: str) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigFileError(path, "is not a UTF-8 text file") from None
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)
         return loader.get_single_data()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
         kind = "" if isinstance(error, _Refused) else "YAML syntax error: "
         raise ConfigFileError(where, f"{kind}{error.problem or error.context}") from None
+    except yaml.reader.ReaderError as error:
+        raise ConfigFileError(path, f"holds a character YAML does not allow (#x{error.character:04x}) at position {error.position}") from None
     except yaml.YAMLError as error:
         raise ConfigFileError(path, f"cannot be read: {type(error).__name__}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class _Refused(yaml.MarkedYAMLError):
