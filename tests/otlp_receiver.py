@@ -42,7 +42,7 @@ def _value(any_value) -> object:
 class Receiver:
     """Both servers on free loopback ports; ``wait_for`` polls the recorded spans."""
 
-    def __init__(self) -> None:
+    def __init__(self, grpc_port: int = 0, http_port: int = 0) -> None:
         self.spans: list[ReceivedSpan] = []
         self.failing = False  # answer every export with "unavailable", as a restarting collector does
         self.rejecting: str | None = None  # "credentials" or "too large": answer every export so
@@ -50,19 +50,22 @@ class Receiver:
         self._changed = threading.Condition()
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_GrpcService(self), self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _http_handler(self))
+        self.grpc_port = self._grpc.add_insecure_port(f"127.0.0.1:{grpc_port}")
+        self._http = ThreadingHTTPServer(("127.0.0.1", http_port), _http_handler(self))
         self._http.daemon_threads = True
         self.http_port = self._http.server_address[1]
+        self._serving = False
 
     def start(self) -> Receiver:
+        self._serving = True
         self._grpc.start()
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._grpc.stop(grace=None)
-        self._http.shutdown()
+        if self._serving:  # shutdown() waits for serve_forever, which a receiver never started has not run
+            self._http.shutdown()
         self._http.server_close()
 
     def env(self, protocol: str) -> dict[str, str]:

@@ -112,25 +112,37 @@ def test_a_script_that_flushes_while_the_collector_fails_is_not_held(protocol: s
     assert reported_drops(result.stderr)[0] == 5, result.stderr
 
 
+@pytest.mark.parametrize("outage", ["failing", "absent"])
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_recycled_children_export_again_once_the_collector_is_back(protocol: str, tmp_path: Path, redis: RedisServer, receiver: Receiver) -> None:
-    """Every child exits after one task, so only exit flushes deliver: none may skip once the collector is back."""
-    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_SERVICE_NAME="recovery", **receiver.env(protocol))
-    receiver.failing = True
-    with Worker("tasks", PLAIN, env, worker_args=["--max-tasks-per-child", "1"]) as worker:
-        run_tasks(env, tmp_path)
-        assert receiver.refused >= 1
-        receiver.failing = False
-        code = f"from tasks import record\nfor n in range(20): print(record.delay({str(tmp_path)!r}, 100 + n).id)"
-        producer = run_launcher(["--", "python", "-c", code], {**env, "OTEL_TRACES_EXPORTER": "none"}, cwd=PLAIN)
-        assert producer.returncode == 0, producer.stderr
-        later = set(producer.stdout.split())
+def test_recycled_children_export_again_once_the_collector_is_back(protocol: str, outage: str, tmp_path: Path, redis: RedisServer, receiver: Receiver) -> None:
+    """Every child exits after one task, so only exit flushes deliver: none may skip once the collector is back.
 
-        def arrived(spans: list) -> set[str]:
-            return later & {s.attributes["messaging.message.id"] for s in spans if s.name == "run/tasks.record"}
+    The collector first answers every export with an error ("failing"), or is not there at
+    all ("absent": nothing listens on its port until it starts).
+    """
+    collector = receiver if outage == "failing" else Receiver(grpc_port=free_port(), http_port=free_port())
+    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_SERVICE_NAME="recovery", **collector.env(protocol))
+    collector.failing = True
+    try:
+        with Worker("tasks", PLAIN, env, worker_args=["--max-tasks-per-child", "1"]) as worker:
+            run_tasks(env, tmp_path)
+            worker.output.wait_for("otel-celery-launch: warning: the collector at")
+            collector.failing = False
+            if outage == "absent":
+                collector.start()
+            code = f"from tasks import record\nfor n in range(20): print(record.delay({str(tmp_path)!r}, 100 + n).id)"
+            producer = run_launcher(["--", "python", "-c", code], {**env, "OTEL_TRACES_EXPORTER": "none"}, cwd=PLAIN)
+            assert producer.returncode == 0, producer.stderr
+            later = set(producer.stdout.split())
 
-        receiver.wait_for(lambda spans: arrived(spans) == later, timeout=60)
-        assert worker.stop() == 0
+            def arrived(spans: list) -> set[str]:
+                return later & {s.attributes["messaging.message.id"] for s in spans if s.name == "run/tasks.record"}
+
+            collector.wait_for(lambda spans: arrived(spans) == later, timeout=60)
+            assert worker.stop() == 0
+    finally:
+        if collector is not receiver:
+            collector.stop()
 
 
 @pytest.mark.parametrize(("pool", "protocol"), [("eventlet", "grpc"), ("gevent", "grpc"), ("threads", "http/protobuf"), ("solo", "grpc"), ("prefork", "http/protobuf")])
