@@ -56,6 +56,8 @@ def run(root: Path, paths: Sequence[str], *, launched: bool, user_order: bool, e
         timeout: float = 600) -> dict[str, str]:
     """Each test's outcome (passed, failed, error, skipped) from one pytest run."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml", str(junit)]
+    if any(path.startswith("t/integration") for path in paths):  # its conftest needs Celery's pytest plugin loaded
+        command += ["-p", "celery.contrib.pytest"]
     if user_order:
         command += ["-p", "user_order"]
         env = {**env, "PYTHONPATH": str(USER_ORDER)}
