@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
                     message += f"; did you mean {guess[0]}?"
                     break
             else:
-                if not self.prog.endswith("check"):
+                if self.prog == PROG and not words[0].startswith("-"):
                     message += f"; put the command after --, as in  {PROG} -- {' '.join(words)}"
         super().error(message)
 
@@ -117,7 +117,8 @@ def _schema(argv: Sequence[str]) -> int:
 
 
 def _run(argv: Sequence[str]) -> int:
-    from otel_celery_launch.launch.command import LaunchError, exec_command, is_ours, python_of
+    from otel_celery_launch.launch.command import LaunchError, exec_command, is_ours, python_of, skips_the_hook
+    from otel_celery_launch.handoff import secret_endpoint
     from otel_celery_launch.launch.environment import child_environment
     from otel_celery_launch.settings.advice import likely_mistakes
     from otel_celery_launch.settings.resolve import build_plan
@@ -134,16 +135,18 @@ def _run(argv: Sequence[str]) -> int:
     _warn(likely_mistakes(settings))
     environ = dict(os.environ)
     interpreter = python_of(command[0], environ)
-    ours = interpreter is not None and is_ours(interpreter)
-    if plan is not None and interpreter and not ours:
+    ours = interpreter is not None and is_ours(interpreter) and not skips_the_hook(command)
+    secrets_given = any(path[:2] == ("exporter", "headers") and not origin.startswith("env") for path, origin in loaded.origins.items()) or (
+        plan is not None and secret_endpoint(plan.exporter.endpoint))
+    if plan is not None and interpreter and not is_ours(interpreter):
         _warn([f"{command[0]} runs {interpreter}, not the Python this launcher is installed in ({sys.executable}): "
                "the bootstrap cannot load there and the command will run untraced"])
-    elif plan is not None and not ours and any(
-        path[:2] == ("exporter", "headers") and not origin.startswith("env") for path, origin in loaded.origins.items()
-    ):
-        _warn([f"exporter.headers from the file or flags are handed only to a Python program the launcher starts "
-               f"directly, and {command[0]} is not one: the Python programs it starts export without them "
-               "(set OTEL_EXPORTER_OTLP_HEADERS, or launch the Python program itself)"])
+    elif plan is not None and interpreter and not ours:
+        _warn([f"{' '.join(command[:2])}: Python's -E, -I or -S skips the bootstrap; the command will run untraced"])
+    elif plan is not None and secrets_given and (not ours or "multi" in command[1:]):
+        _warn([f"exporter.headers from the file or flags, and credentials in the endpoint, are handed only to the process the launcher starts, "
+               f"and {' '.join(command[:2])} starts others that export: those export without them "
+               "(set OTEL_EXPORTER_OTLP_HEADERS, or launch each Python program itself)"])
     try:
         exec_command(command, child_environment(environ, plan, hand_over_secrets=ours))
     except LaunchError as error:

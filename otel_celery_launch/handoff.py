@@ -4,12 +4,12 @@ The launcher validates with pydantic; the child must not pay for pydantic again,
 plan crosses ``exec`` as one JSON environment variable holding plain values that need no
 further checking. Standard library only: this module is imported on every child start.
 
-Header values are secrets and stay out of the environment, which every descendant
+Header values, and an endpoint's user information and query, are secrets and stay out of the environment, which every descendant
 inherits and ``/proc/PID/environ`` shows. They cross ``exec`` in an anonymous in-memory
 file whose descriptor only the exec'd process reads (it has the launcher's PID): it reads
 it once, closes it and drops the reference from the variable, so processes it starts get
-neither. Those see only the header values of ``OTEL_EXPORTER_OTLP_HEADERS``, as they would
-without the launcher.
+neither. Those see only ``OTEL_EXPORTER_OTLP_HEADERS`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+as they would without the launcher.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import stat
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 ENV_VAR = "OTEL_CELERY_LAUNCH_PLAN"
 
@@ -63,8 +64,11 @@ class Plan:
     secrets: tuple[int, int] | None = None  # (descriptor, PID) of the header values, for the exec'd process
 
     def to_env(self) -> str:
+        """The plan without its secrets: header values, and an endpoint with credentials or a query."""
         data = asdict(self)
         data["exporter"]["headers"] = {}
+        if secret_endpoint(self.exporter.endpoint):
+            data["exporter"]["endpoint"] = None
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -85,12 +89,21 @@ class Plan:
         )
 
 
+def secret_endpoint(url: str | None) -> bool:
+    """Whether a URL carries what may be a credential: user information, a query or a fragment."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    return "@" in parts.netloc or bool(parts.query or parts.fragment)
+
+
 def put_secrets(plan: Plan) -> Plan:
-    """Launcher side, just before exec: the header values into an inheritable in-memory file."""
-    if not plan.exporter.headers:
+    """Launcher side, just before exec: the secrets into an inheritable in-memory file."""
+    endpoint = plan.exporter.endpoint if secret_endpoint(plan.exporter.endpoint) else None
+    if not plan.exporter.headers and endpoint is None:
         return plan
-    descriptor = os.memfd_create("otel-celery-launch-headers", 0)
-    os.write(descriptor, json.dumps(plan.exporter.headers).encode())
+    descriptor = os.memfd_create("otel-celery-launch-secrets", 0)
+    os.write(descriptor, json.dumps({"headers": plan.exporter.headers, "endpoint": endpoint}).encode())
     os.lseek(descriptor, 0, os.SEEK_SET)
     os.set_inheritable(descriptor, True)
     return replace(plan, secrets=(descriptor, os.getpid()))
@@ -109,7 +122,7 @@ def take_secrets(plan: Plan, environ: Any) -> Plan:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             return plan
         with os.fdopen(descriptor, "rb") as handed:
-            headers = json.loads(handed.read())
+            secrets = json.loads(handed.read())
     except (OSError, ValueError):
         return plan
-    return replace(plan, exporter=replace(plan.exporter, headers=headers))
+    return replace(plan, exporter=replace(plan.exporter, headers=secrets["headers"], endpoint=secrets["endpoint"] or plan.exporter.endpoint))

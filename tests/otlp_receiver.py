@@ -153,8 +153,9 @@ def _http_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
-            if self.path != "/v1/traces" or receiver.refuse() or receiver.rejecting:
-                status = 404 if self.path != "/v1/traces" else 503 if receiver.failing else 401 if receiver.rejecting == "credentials" else 413
+            path = self.path.partition("?")[0]
+            if path != "/v1/traces" or receiver.refuse() or receiver.rejecting:
+                status = 404 if path != "/v1/traces" else 503 if receiver.failing else 401 if receiver.rejecting == "credentials" else 413
                 echo = json.dumps(dict(self.headers.items())).encode()  # as some collectors do: a secret in the body
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(echo)))

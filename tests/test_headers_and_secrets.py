@@ -40,6 +40,7 @@ BAD_HEADERS = [
     ("NUL in a value", f"x-key={SECRET}%00", "printable ASCII"),
     ("invalid UTF-8", f"x-key={SECRET}%ff", "does not percent-decode to UTF-8"),
     ("non-ASCII value", f"x-key={SECRET}%C3%A9", "printable ASCII"),
+    ("a header the exporter sets", f"content-type={SECRET}", "'content-type'"),
     ("gRPC reserved name", f"grpc-timeout={SECRET}", "exporter.headers.grpc-timeout (env OTEL_EXPORTER_OTLP_HEADERS): gRPC reserves"),
 ]
 
@@ -79,7 +80,8 @@ print(subprocess.run([sys.executable, '-c', 'import os; print(sorted(os.listdir(
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_header_values_from_the_file_never_reach_the_environment(protocol: str, tmp_path: Path, receiver: Receiver) -> None:
-    (tmp_path / "otel.yaml").write_text(f"exporter: {{headers: {{x-api-key: {SECRET}}}}}\n")
+    endpoint = f"http://127.0.0.1:{receiver.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{receiver.http_port}/v1/traces?tenant={SECRET}"
+    (tmp_path / "otel.yaml").write_text(f"exporter: {{headers: {{x-api-key: {SECRET}}}, traces_endpoint: '{endpoint}'}}\n")
     result = run_launcher(["--config", str(tmp_path / "otel.yaml"), "--", "python", "-c", PRINT_ENVIRONMENT], clean_env(**receiver.env(protocol)))
     assert result.returncode == 0, result.stderr
     assert "OTEL_CELERY_LAUNCH_PLAN" in result.stdout and SECRET not in result.stdout + result.stderr
@@ -90,8 +92,8 @@ def test_header_values_from_the_file_never_reach_the_environment(protocol: str, 
 @pytest.mark.parametrize(
     "endpoint",
     [f"https://user:pa/ss{SECRET}@collector:4317", f"https://user:pa ss{SECRET}@collector:4317", f"user:{SECRET}@collector:4317",
-     f"http://collector:4318/v1/traces?api_key={SECRET}"],
-    ids=["slash in password", "space in password", "no scheme", "query token"],
+     f"http://collector:4318/v1/traces?api_key={SECRET}", f"http://user:pa?ss{SECRET}@collector:4318/v1/traces"],
+    ids=["slash in password", "space in password", "no scheme", "query token", "question mark in password"],
 )
 def test_secrets_in_urls_are_masked_in_check_errors_and_hints(endpoint: str) -> None:
     env = clean_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
@@ -128,3 +130,10 @@ def test_a_failed_export_names_its_cause_and_no_secret(protocol: str, setup: str
     assert result.returncode == 0, result.stderr
     assert cause in result.stderr, result.stderr
     assert SECRET not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_secret_is_handed_to_a_python_that_skips_the_hook() -> None:
+    code = "import os\nfor fd in os.listdir('/proc/self/fd'):\n    try: print(os.readlink(f'/proc/self/fd/{fd}'))\n    except OSError: pass"
+    result = run_launcher(["--exporter-headers", f"authorization={SECRET}", "--", "python", "-I", "-c", code], clean_env())
+    assert result.returncode == 0 and "memfd" not in result.stdout, result.stdout
+    assert "-E, -I or -S skips the bootstrap" in result.stderr

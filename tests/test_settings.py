@@ -89,7 +89,7 @@ def test_flags_beat_environment_beat_yaml(tmp_path: Path, receiver: Receiver) ->
 
 
 def test_check_never_prints_secrets(tmp_path: Path) -> None:
-    config = _yaml(tmp_path, 'exporter: {headers: {x-api-key: "${API_KEY}"}, endpoint: "https://user:hunter2@collector:4317"}\n')
+    config = _yaml(tmp_path, 'exporter: {protocol: http/protobuf, headers: {x-api-key: "${API_KEY}"}, endpoint: "https://user:hunter2@collector:4318"}\n')
     result = run_launcher(["check", "--config", str(config)], clean_env(API_KEY="s3cret-value", OTEL_EXPORTER_OTLP_TRACES_HEADERS="authorization=Bearer%20tok"))
     assert result.returncode == 0, result.stderr
     for secret in ("s3cret-value", "hunter2", "Bearer", "tok"):

@@ -49,7 +49,13 @@ def hostile_files(tmp_path: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
     duplicate.write_text("exporter:\n  protocol: grpc\n  timeout: 5s\n  protocol: http/protobuf\n")
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
+    digits = tmp_path / "digits.yaml"
+    digits.write_text("batch: {max_queue_size: " + "9" * 5000 + "}\n")
+    many = tmp_path / "many.yaml"
+    many.write_text("".join(f"bogus{n}: 1\n" for n in range(20000)))
     return {
+        "5000 digits": (digits, ("batch.max_queue_size (file", "…")),
+        "20000 unknown keys": (many, ("bogus19999", "unknown key")),
         "alias bomb": (bomb, ("bomb.yaml:", "aliases (*a) are not allowed")),
         "500 levels of nesting": (deep, ("deep.yaml:", "nested more than 20 levels deep")),
         "500 levels of brackets": (flow, ("flow.yaml:", "nested more than 20 levels deep")),
@@ -59,7 +65,8 @@ def hostile_files(tmp_path: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
     }
 
 
-@pytest.mark.parametrize("case", ["alias bomb", "500 levels of nesting", "500 levels of brackets", "20 MB value", "duplicate key", "FIFO"])
+@pytest.mark.parametrize("case", ["alias bomb", "500 levels of nesting", "500 levels of brackets", "20 MB value", "duplicate key", "FIFO",
+                                  "5000 digits", "20000 unknown keys"])
 def test_hostile_files_are_refused_quickly_with_bounded_memory(case: str, tmp_path: Path) -> None:
     path, words = hostile_files(tmp_path)[case]
     marker = tmp_path / "ran"
@@ -74,16 +81,19 @@ def test_hostile_files_are_refused_quickly_with_bounded_memory(case: str, tmp_pa
     ("where", "value", "words"),
     [
         ("file", "schedule_delay: 5000", ("batch.schedule_delay (file", "5000 has no unit: write 5000s for 5000 seconds or 5000ms for 5000 milliseconds")),
-        ("file", "exit_timeout: .nan", ("batch.exit_timeout (file", "finite duration")),
-        ("file", "export_timeout: .inf", ("batch.export_timeout (file", "finite duration")),
+        ("file", "exit_timeout: .nan", ("batch.exit_timeout (file", "must be a duration with a unit", "(got '.nan')")),
+        ("file", "export_timeout: .inf", ("batch.export_timeout (file", "must be a duration with a unit", "(got '.inf')")),
         ("file", "export_timeout: 100000000000000000000h", ("batch.export_timeout", "at most 1h")),
         ("file", "max_queue_size: 100000000000000000000000000", ("batch.max_queue_size", "less than or equal to 1000000")),
+        ("file", "max_export_batch_size: true", ("batch.max_export_batch_size", "must be a number, not true or false")),
+        ("file", "max_queue_size: 1:00:00", ("batch.max_queue_size", "'1:00:00'")),
         ("flag", "--batch-exit-timeout=2000", ("batch.exit_timeout (flag --batch-exit-timeout)", "2000 has no unit")),
         ("env", "OTEL_CELERY_LAUNCH_EXIT_TIMEOUT=nan", ("batch.exit_timeout (env OTEL_CELERY_LAUNCH_EXIT_TIMEOUT)", "positive, finite number of milliseconds")),
         ("env", "OTEL_BSP_EXPORT_TIMEOUT=-5", ("batch.export_timeout (env OTEL_BSP_EXPORT_TIMEOUT)", "positive, finite number of milliseconds")),
         ("env", "OTEL_BSP_SCHEDULE_DELAY=5s", ("batch.schedule_delay (env OTEL_BSP_SCHEDULE_DELAY)", "number of milliseconds")),
     ],
-    ids=["bare number in the file", "nan", "inf", "10^20 hours", "1e26 spans", "bare number in a flag", "nan in env", "negative in env", "unit in env"],
+    ids=["bare number in the file", "nan", "inf", "10^20 hours", "1e26 spans", "a boolean for a number", "base 60", "bare number in a flag",
+         "nan in env", "negative in env", "unit in env"],
 )
 def test_ambiguous_or_impossible_durations_and_sizes_are_refused(where: str, value: str, words: tuple[str, ...], tmp_path: Path) -> None:
     env, args = clean_env(), []
@@ -141,8 +151,9 @@ def test_a_flag_that_enables_wins_over_the_variable_in_the_child_too(receiver: R
 
 def test_the_cli_helps() -> None:
     env = clean_env()
-    switch = run_launcher(["--disabled", "check"], env)
+    switch = run_launcher(["--disabled", "--exporter-insecure", "check"], env)
     assert switch.returncode == 0 and any(line.split()[:3] == ["disabled", "true", "flag"] for line in switch.stdout.splitlines()), switch.stderr
+    assert any(line.split()[:3] == ["exporter.insecure", "true", "flag"] for line in switch.stdout.splitlines()), switch.stdout
     typo = run_launcher(["--exporter-endpont", "http://c:4317", "--", "true"], env)
     assert typo.returncode == 2 and "did you mean --exporter-endpoint?" in typo.stderr
     forgotten = run_launcher(["celery", "-A", "tasks", "worker"], env)
@@ -158,3 +169,14 @@ def test_the_cli_helps() -> None:
 def test_a_closed_pipe_is_no_error() -> None:
     result = subprocess.run(f"{LAUNCHER} check --json | head -c 1", shell=True, env=clean_env(), capture_output=True, text=True, timeout=30)
     assert result.stdout == "{" and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_disabled_reaches_the_programs_own_sdk() -> None:
+    code = "import os; print(os.environ.get('OTEL_SDK_DISABLED'))"
+    result = run_launcher(["--disabled", "--", "python", "-c", code], clean_env(OTEL_SDK_DISABLED="false"))
+    assert result.returncode == 0 and result.stdout == "true\n", result.stderr
+
+
+def test_text_that_is_not_utf8_is_refused() -> None:
+    for args, env in ((["check"], clean_env(OTEL_SERVICE_NAME="svc\udcff")), (["check", "--service-name", "svc\udcff"], clean_env())):
+        refused(run_launcher(args, env), "service.name", "is not valid UTF-8 text")

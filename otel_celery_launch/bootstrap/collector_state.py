@@ -21,7 +21,7 @@ from otel_celery_launch.bootstrap.diagnostics import logger
 from otel_celery_launch.masking import host_port
 
 REPORT_INTERVAL = 60.0  # seconds between two warnings about the same outage
-HUNG_FOR = 5.0  # seconds that exiting processes skip a collector that let one of them time out
+HUNG_FOR = 5.0  # seconds that exiting processes only probe a collector that let one of them time out
 
 # down_since (0: reachable), dropped since the last report, time of the last report,
 # until when exiting processes skip a hung collector
@@ -54,10 +54,11 @@ class CollectorState:
 
     @property
     def hung(self) -> bool:
-        """A collector that let an exit time out, lately: exits skip it rather than each wait.
+        """A collector that let an exit time out, lately: exits probe it briefly rather than each wait.
 
-        The knowledge expires, so a process exiting later tries again; a collector that
-        refuses costs an exit nothing to try, so refusals alone never make exits skip.
+        The knowledge expires, so a process exiting later waits the full exit timeout
+        again; a collector that refuses costs an exit nothing to try, so refusals alone
+        never count.
         """
         return time.time() < _LAYOUT.unpack_from(self._page)[3]
 

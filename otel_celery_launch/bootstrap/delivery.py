@@ -10,8 +10,9 @@ lacks is taken care of here:
   forever), while the queue bounds memory, so a collector that restarts loses nothing;
 * a process that exits tries once, for at most ``exit_timeout``, never waiting out
   retries (prefork children leave through ``os._exit``, and a hung collector must not hold
-  a shutdown); it does not try at all while the collector lately let an exit time out, a
-  knowledge that expires, so that short-lived children export again once it is back;
+  a shutdown); while the collector lately let an exit time out it tries for
+  ``PROBE_TIMEOUT`` only, so that exits stay cheap during the outage and short-lived
+  children export again the moment it is back;
 * every span that never reached the collector is counted and reported, at most once per
   interval for the whole worker (:class:`~.collector_state.CollectorState`).
 """
@@ -38,6 +39,7 @@ from otel_celery_launch.bootstrap.failures import Failure, from_grpc, from_http
 from otel_celery_launch.handoff import Plan
 
 RETRY_BACKOFF = (0.5, 30.0)  # first and longest wait between two tries of a refused batch
+PROBE_TIMEOUT = 0.25  # how long an exiting process tries a collector known to hang lately, in seconds
 _QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
 _installed: Delivery | None = None
 
@@ -92,7 +94,7 @@ class ResilientExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         exporter = self.prepare()
         backoff, deadline = RETRY_BACKOFF[0], time.monotonic() + self._give_up_after
-        while exporter is not None and not (self._leaving.is_set() and self.state.hung):
+        while exporter is not None:
             self.failed.clear()
             if self._try(exporter, spans):
                 self.delivered += len(spans)
@@ -257,15 +259,16 @@ class Delivery:
         exporter.leave()
         if exporter.undelivered <= 0:
             return True
+        probing = exporter.state.hung  # lately hung: a short try finds out whether it is back
         done = threading.Event()
         threading.Thread(target=self._flush, args=(done,), name="otel-celery-launch-flush", daemon=True).start()
-        deadline = time.monotonic() + self._exit_timeout
+        deadline = time.monotonic() + (min(self._exit_timeout, PROBE_TIMEOUT) if probing else self._exit_timeout)
         while not done.wait(0.02) and not exporter.failed.is_set() and time.monotonic() < deadline:
             pass
         finished = done.wait(0.05)  # a refused try: the exporter's own retries are cut below
         if not finished:
-            hung = not exporter.failed.is_set()
-            exporter.abandon("refused the export" if not hung else f"gave no answer within the exit timeout of {self._exit_timeout:g}s", hung)
+            hung = not exporter.failed.is_set() and not probing  # a probe that times out does not extend the knowledge
+            exporter.abandon("refused the export" if exporter.failed.is_set() else f"gave no answer within the exit timeout of {self._exit_timeout:g}s", hung)
         exporter.write_off()
         return finished
 

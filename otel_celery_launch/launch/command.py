@@ -69,6 +69,24 @@ def is_ours(interpreter: str) -> bool:
     return outside_a_venv and os.path.realpath(interpreter) == os.path.realpath(sys.executable)
 
 
+def skips_the_hook(argv: Sequence[str]) -> bool:
+    """Whether Python's options (``-E``, ``-I``, ``-S``, alone or with others) skip sitecustomize."""
+    arguments = iter(argv[1:])
+    for argument in arguments:
+        if not argument.startswith("-") or argument.startswith("--") or argument == "-":
+            return False
+        for position, letter in enumerate(argument[1:], start=1):
+            if letter in "EIS":
+                return True
+            if letter in "cm":  # the rest is the program's
+                return False
+            if letter in "WX":  # takes a value, in this word or the next
+                if position == len(argument) - 1:
+                    next(arguments, None)
+                break
+    return False
+
+
 def _quiet_resolve(name: str, environ: Mapping[str, str]) -> str | None:
     try:
         return resolve(name, environ)

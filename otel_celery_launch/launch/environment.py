@@ -33,8 +33,10 @@ def child_environment(environ: Mapping[str, str], plan: Plan | None, hand_over_s
         user_paths.insert(0, HOOK_DIR)
         plan = dataclasses.replace(plan, prefix=sys.prefix)
         env[ENV_VAR] = (put_secrets(plan) if hand_over_secrets else plan).to_env()
-        if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":  # a flag or the file said enabled: the SDK must agree
+        if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":  # a flag said enabled: the SDK must agree
             env["OTEL_SDK_DISABLED"] = "false"
+    else:
+        env["OTEL_SDK_DISABLED"] = "true"  # disabled, by whichever source: the program's own SDK agrees too
     if user_paths:
         env["PYTHONPATH"] = os.pathsep.join(user_paths)
     return env

@@ -65,6 +65,8 @@ def read_config(path: str) -> Any:
         raise ConfigFileError(path, f"holds a character YAML does not allow (#x{error.character:04x}) at position {error.position}") from None
     except yaml.YAMLError as error:
         raise ConfigFileError(path, f"cannot be read: {type(error).__name__}") from None
+    except ValueError:  # Python refuses to convert an integer of thousands of digits
+        raise ConfigFileError(path, "holds a number too long to read") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -75,6 +77,13 @@ class _Refused(yaml.MarkedYAMLError):
 
 
 class _BoundedLoader(yaml.SafeLoader):
+    # Like SafeLoader, but numbers stay text for the settings model to read: YAML 1.1 would
+    # take 1:00:00 for 3600, 0o17 and 1_000 for numbers, and .inf for a duration.
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith((":int", ":float"))]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from urllib.parse import urlsplit
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic_core import ErrorDetails
 from otel_celery_launch.masking import mask_url
 from otel_celery_launch.settings.errors import Problem, SettingsError
 from otel_celery_launch.settings.model import FieldPath, Settings
+from otel_celery_launch.settings.types import HEADERS_MOST_BYTES
 from otel_celery_launch.settings.sources import (
     CONFIG_ENV_VAR,
     FlagSource,
@@ -59,14 +61,14 @@ def load_settings(
     except ValidationError as error:
         problems += [_describe(detail, origins) for detail in error.errors()]
     else:
-        problems += _grpc_header_problems(settings, origins)
+        problems += _transport_problems(settings, origins)
     if config_file:  # the file on its own too: a bad value must not hide behind a variable that overrides it
         file_source = sources[-1]
         try:
             Settings(_build_sources=((file_source,), {}))
         except ValidationError as error:
-            problems += [problem for detail in error.errors()
-                         if (problem := _describe(detail, file_source.origins)) not in problems]
+            known = set(problems)
+            problems += [problem for detail in error.errors() if (problem := _describe(detail, file_source.origins)) not in known]
     if problems:
         raise SettingsError(problems)
     return LoadedSettings(settings, origins, config_file)
@@ -76,7 +78,8 @@ def redact(path: FieldPath, value: Any) -> str:
     """How a value may be shown: header values never (their names, yes), credentials in URLs masked."""
     if _SECRET_KEYS.intersection(path) and path[-1] != "[key]":
         return "'****'"
-    return repr(mask_url(value)) if isinstance(value, str) else repr(value)
+    shown = repr(mask_url(value)) if isinstance(value, str) else repr(value)
+    return shown if len(shown) <= 80 else shown[:70] + "…" + shown[-8:]
 
 
 def _describe(detail: ErrorDetails, origins: Mapping[FieldPath, str]) -> Problem:
@@ -92,16 +95,28 @@ def _describe(detail: ErrorDetails, origins: Mapping[FieldPath, str]) -> Problem
     return Problem(where, f"{message} (got {redact(path, detail['input'])})")
 
 
-def _grpc_header_problems(settings: Settings, origins: Mapping[FieldPath, str]) -> list[Problem]:
-    """Names gRPC reserves (grpc-...) or carries as binary (...-bin): the export would fail."""
-    if settings.exporter.protocol != "grpc":
-        return []
-    return [
+def _transport_problems(settings: Settings, origins: Mapping[FieldPath, str]) -> list[Problem]:
+    """What the chosen transport cannot carry: the export would fail, or drop it unseen."""
+    exporter = settings.exporter
+    problems = []
+    size = sum(len(name) + len(value.get_secret_value()) for name, value in exporter.headers.items())
+    if size > HEADERS_MOST_BYTES:
+        problems.append(Problem(f"exporter.headers ({find_origin(origins, ('exporter', 'headers')) or 'several sources'})",
+                                f"names and values together take {size} bytes; at most {HEADERS_MOST_BYTES} pass gRPC and most proxies"))
+    if exporter.protocol != "grpc":
+        return problems
+    problems += [
         Problem(f"exporter.headers.{name} ({find_origin(origins, ('exporter', 'headers', name)) or 'default'})",
                 "gRPC reserves names starting grpc- and carries names ending -bin as binary; use another name")
-        for name in settings.exporter.headers
+        for name in exporter.headers
         if name.startswith("grpc-") or name.endswith("-bin")
     ]
+    for key in ("endpoint", "traces_endpoint"):
+        url = getattr(exporter, key)
+        if url and "@" in urlsplit(url).netloc:
+            problems.append(Problem(f"exporter.{key} ({find_origin(origins, ('exporter', key)) or 'default'})",
+                                    "gRPC cannot send a user name or password in the endpoint; put credentials in exporter.headers"))
+    return problems
 
 
 def _unknown_key(path: FieldPath) -> str:

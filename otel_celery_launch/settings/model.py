@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Literal, get_origin
+from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from otel_celery_launch.settings.types import Duration, Endpoint, HeaderName, HeaderValue, ReadableFile, StrictBool, parse_duration, parse_strict_bool
+from otel_celery_launch.settings.types import Count, Duration, Fraction, Endpoint, HeaderName, HeaderValue, ReadableFile, StrictBool, parse_duration, parse_strict_bool
 
 BUILTIN_PROPAGATORS = ("tracecontext", "baggage")
 PROTOCOLS = ("grpc", "http/protobuf", "console", "none")
@@ -80,7 +80,7 @@ class ExporterSettings(Section):
 
 class SamplerSettings(Section):
     type: Literal[SAMPLERS] = Field("parentbased_always_on", description="which spans are kept")  # type: ignore[valid-type]
-    ratio: float = Field(1.0, ge=0.0, le=1.0, description="fraction kept by the traceidratio samplers")
+    ratio: Fraction = Field(1.0, ge=0.0, le=1.0, description="fraction kept by the traceidratio samplers")
 
 
 class BatchSettings(Section):
@@ -88,8 +88,8 @@ class BatchSettings(Section):
     export_timeout: Duration = Field(
         30.0, description="longest a batch is retried while the collector refuses it; then it is dropped and counted"
     )
-    max_queue_size: int = Field(2048, gt=0, le=1_000_000, description="spans held in memory per process; beyond it the oldest are dropped and counted")
-    max_export_batch_size: int = Field(512, gt=0, le=100_000, description="spans per export")
+    max_queue_size: Count = Field(2048, gt=0, le=1_000_000, description="spans held in memory per process; beyond it the oldest are dropped and counted")
+    max_export_batch_size: Count = Field(512, gt=0, le=100_000, description="spans per export")
     exit_timeout: Duration = Field(
         2.0, description="longest a process spends flushing spans as it exits; none while the collector is known hung"
     )
@@ -97,7 +97,7 @@ class BatchSettings(Section):
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> BatchSettings:
         if self.max_export_batch_size > self.max_queue_size:
-            raise ValueError("max_export_batch_size must not exceed max_queue_size")
+            raise ValueError(f"max_export_batch_size ({self.max_export_batch_size}) must not exceed max_queue_size ({self.max_queue_size})")
         return self
 
 
@@ -147,11 +147,19 @@ class Leaf:
 
     @property
     def duration(self) -> bool:
-        return any(getattr(rule, "func", None) is parse_duration for rule in self.info.metadata)
+        return _validated_by(self.info, parse_duration)
 
     @property
     def boolean(self) -> bool:
-        return any(getattr(rule, "func", None) is parse_strict_bool for rule in self.info.metadata)
+        return _validated_by(self.info, parse_strict_bool)
+
+
+def _validated_by(info: FieldInfo, check: object) -> bool:
+    """Whether the field's type (``Duration``, ``StrictBool``, also within ``X | None``) runs ``check``."""
+    rules = list(info.metadata)
+    for argument in get_args(info.annotation):
+        rules += getattr(argument, "__metadata__", ())
+    return any(getattr(rule, "func", None) is check for rule in rules)
 
 
 def leaves(model: type[BaseModel] = Settings, prefix: FieldPath = ()) -> Iterator[Leaf]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from otel_celery_launch.handoff import BatchPlan, ExporterPlan, LogsPlan, Plan
 from otel_celery_launch.settings.model import ExporterSettings, ServiceSettings, Settings
@@ -24,7 +24,8 @@ def traces_url(exporter: ExporterSettings) -> str | None:
     base = exporter.endpoint or DEFAULT_ENDPOINTS[exporter.protocol]
     if exporter.protocol == "grpc":
         return base
-    return base.rstrip("/") + TRACES_PATH
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + TRACES_PATH))  # a query stays a query
 
 
 def resource_attributes(service: ServiceSettings) -> dict[str, str]:

@@ -57,7 +57,7 @@ class TrackedSource(PydanticBaseSettingsSource):
 
     def put(self, path: FieldPath, value: Any, origin: str) -> None:
         if path[:2] == ("exporter", "headers") and len(path) == 3 and isinstance(path[2], str):
-            path = (*path[:2], path[2].strip().lower())  # header names are case-insensitive, as the model makes them
+            path = (*path[:2], path[2].lower())  # header names are case-insensitive, as the model makes them
         node = self.data
         for key in path[:-1]:
             node = node.setdefault(key, {})
@@ -66,6 +66,11 @@ class TrackedSource(PydanticBaseSettingsSource):
 
     def put_text(self, leaf: Leaf, text: str, origin: str) -> None:
         """Store a string from a variable or flag, split the way the key's shape wants."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that were not UTF-8, which Python kept as surrogates
+            self.problems.append(Problem(f"{leaf.dotted} ({origin})", "is not valid UTF-8 text"))
+            return
         if leaf.shape == "list":
             self.put(leaf.path, [] if text.strip().lower() == "none" else split_list(text), origin)
         elif leaf.shape == "mapping":
@@ -161,7 +166,7 @@ def _milliseconds(text: str) -> str:
         raise ValueError(f"must be a number of milliseconds, as the OpenTelemetry specification says (got {text.strip()!r})") from None
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"must be a positive, finite number of milliseconds (got {text.strip()!r})")
-    return f"{number:f}ms"
+    return f"{number!r}ms"
 
 
 def unitless(leaf: Leaf, value: Any) -> str | None:
@@ -176,7 +181,7 @@ def unitless(leaf: Leaf, value: Any) -> str | None:
     if not isinstance(value, (int, float)):
         return None
     if not math.isfinite(value):
-        return "must be a finite duration with a unit, such as 10s or 500ms"
+        return f"must be a finite duration with a unit, such as 10s or 500ms (got {value!r})"
     return f"{value:g} has no unit: write {value:g}s for {value:g} seconds or {value:g}ms for {value:g} milliseconds"
 
 

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from otel_celery_launch.masking import mask_url
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 LONGEST = 3600.0  # no duration of the launcher's needs more than an hour
 _TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
@@ -61,10 +61,19 @@ def check_endpoint(value: str) -> str:
         raise ValueError("must be an http:// or https:// URL")
     if not parts.hostname:
         raise ValueError("must name a host, as in http://collector:4317")
+    if "@" in parts.path + parts.query + parts.fragment:
+        raise ValueError("has an @ after the host: percent-encode '/', '?' and '#' in a user name or password")
     try:
         parts.port
     except ValueError:
         raise ValueError("has a port that is not a number from 0 to 65535") from None
+    return value
+
+
+def no_boolean(value: object) -> object:
+    """YAML's true/false are not numbers here (pydantic would read true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
     return value
 
 
@@ -80,11 +89,18 @@ def check_readable_file(value: str) -> str:
 _HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
 
 
+_SET_BY_THE_EXPORTER = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding", "host",
+                                   "connection", "te", "upgrade", "keep-alive", "proxy-connection", "user-agent"})
+HEADERS_MOST_BYTES = 8192  # gRPC's default limit for metadata, and below most proxies' limits
+
+
 def check_header_name(name: str) -> str:
     """Lower case, as the SDK makes it (gRPC refuses upper case); then what gRPC and HTTP both carry."""
-    name = name.strip().lower()
+    name = name.lower()
     if not _HEADER_NAME.fullmatch(name):
         raise ValueError("is not a header name: use letters, digits, '-', '_' and '.'")
+    if name in _SET_BY_THE_EXPORTER:
+        raise ValueError("is a header the exporter sets itself (the transport would drop or replace it); use another name")
     return name
 
 
@@ -104,4 +120,6 @@ StrictBool = Annotated[bool, BeforeValidator(parse_strict_bool, json_schema_inpu
 Endpoint = Annotated[str, AfterValidator(check_endpoint)]
 ReadableFile = Annotated[str, AfterValidator(check_readable_file)]
 HeaderName = Annotated[str, AfterValidator(check_header_name)]
+Count = Annotated[int, BeforeValidator(no_boolean)]
+Fraction = Annotated[float, BeforeValidator(no_boolean)]
 HeaderValue = Annotated[SecretStr, AfterValidator(check_header_value)]
