@@ -179,12 +179,17 @@ def _http_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 class SilentCollector:
-    """Accepts connections and never answers: a hung collector, for gRPC and HTTP alike."""
+    """Accepts connections and never answers: a hung collector, for gRPC and HTTP alike.
+
+    ``forward(port)`` brings it back: connections made from then on are relayed to a real
+    receiver on ``port``, while those it held stay hung.
+    """
 
     def __init__(self) -> None:
         self._socket = socket.create_server(("127.0.0.1", 0), backlog=64)
         self.port = self._socket.getsockname()[1]
         self._held: list[socket.socket] = []
+        self._forward_to: int | None = None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -194,6 +199,14 @@ class SilentCollector:
             except OSError:
                 return
             self._held.append(connection)
+            if self._forward_to is not None:
+                upstream = socket.create_connection(("127.0.0.1", self._forward_to))
+                self._held.append(upstream)
+                for source, target in ((connection, upstream), (upstream, connection)):
+                    threading.Thread(target=_relay, args=(source, target), daemon=True).start()
+
+    def forward(self, port: int) -> None:
+        self._forward_to = port
 
     def env(self, protocol: str) -> dict[str, str]:
         return {"OTEL_EXPORTER_OTLP_PROTOCOL": protocol, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.port}"}
@@ -202,3 +215,17 @@ class SilentCollector:
         self._socket.close()
         for connection in self._held:
             connection.close()
+
+
+def _relay(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for end in (source, target):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
