@@ -9,7 +9,9 @@ recycled many times, do not each pay for the import.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+from urllib.parse import urlsplit
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -17,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_celery_launch.bootstrap.diagnostics import silence
 from otel_celery_launch.handoff import ExporterPlan
+from otel_celery_launch.masking import MASK
 
 # The loggers through which the OTLP exporters report failed exports and retries.
 EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.grpc.exporter", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
@@ -68,6 +71,10 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
         from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
+        query = urlsplit(plan.endpoint or "").query
+        if query:  # urllib3 logs each request line at debug level, query and all
+            logging.getLogger("urllib3.connectionpool").addFilter(_Masking(query))
+
         return HttpExporter(
             endpoint=plan.endpoint,
             certificate_file=plan.certificate,
@@ -78,6 +85,19 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
     return ConsoleSpanExporter()
+
+
+class _Masking(logging.Filter):
+    """Replaces a secret in the arguments of the records it sees."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, str) and self.secret in arg for arg in record.args):
+            record.args = tuple(arg.replace(self.secret, MASK) if isinstance(arg, str) else arg for arg in record.args)
+        return True
 
 
 def _green(library: str) -> bool:
