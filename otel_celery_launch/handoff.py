@@ -8,8 +8,8 @@ Header values, and an endpoint's user information and query, are secrets and sta
 inherits and ``/proc/PID/environ`` shows. They cross ``exec`` in an anonymous in-memory
 file whose descriptor only the exec'd process reads (it has the launcher's PID): it reads
 it once, closes it and drops the reference from the variable, so processes it starts get
-neither. Those see only ``OTEL_EXPORTER_OTLP_HEADERS`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``,
-as they would without the launcher.
+neither. Those export to the endpoint without its user information and query, with the
+header values of ``OTEL_EXPORTER_OTLP_HEADERS`` only, as they would without the launcher.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import stat
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_VAR = "OTEL_CELERY_LAUNCH_PLAN"
 
@@ -67,8 +67,8 @@ class Plan:
         """The plan without its secrets: header values, and an endpoint with credentials or a query."""
         data = asdict(self)
         data["exporter"]["headers"] = {}
-        if secret_endpoint(self.exporter.endpoint):
-            data["exporter"]["endpoint"] = None
+        if self.exporter.endpoint and secret_endpoint(self.exporter.endpoint):
+            data["exporter"]["endpoint"] = public_endpoint(self.exporter.endpoint)
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -95,6 +95,12 @@ def secret_endpoint(url: str | None) -> bool:
         return False
     parts = urlsplit(url)
     return "@" in parts.netloc or bool(parts.query or parts.fragment)
+
+
+def public_endpoint(url: str) -> str:
+    """The endpoint without user information, query or fragment: where processes that get no secrets export."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def put_secrets(plan: Plan) -> Plan:

@@ -61,10 +61,11 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
             headers=plan.headers,
             timeout=plan.timeout,
             compression=grpc.Compression.Gzip if plan.compression == "gzip" else grpc.Compression.NoCompression,
-            # Under eventlet the SDK's own retries would sleep on a green event inside a real
-            # thread, which shutdown cannot wake, and the exit waits for that thread: one try
-            # per export there (only DATA_LOSS is retried), and the launcher's loop retries.
-            retryable_error_codes=(grpc.StatusCode.DATA_LOSS,) if eventlet else None,
+            # One try per export (only DATA_LOSS is retried): the launcher's loop retries, and a
+            # process that exits cuts that loop's wait and tries once more, where the SDK's own
+            # retries would sleep through the exit timeout (and, under eventlet, on a green event
+            # inside a real thread, which shutdown cannot wake).
+            retryable_error_codes=(grpc.StatusCode.DATA_LOSS,),
         )
         return _OnRealThread(exporter) if eventlet else exporter
     if plan.protocol == "http/protobuf":

@@ -48,17 +48,23 @@ def python_of(argv0: str, environ: Mapping[str, str]) -> str | None:
         return None
     if os.path.basename(path).startswith("python"):
         return path
+    words = shebang(path)
+    if not words or not os.path.basename(words[0]).startswith("python"):
+        return None
+    return words[0] if os.sep in words[0] else _quiet_resolve(words[0], environ)
+
+
+def shebang(path: str) -> list[str]:
+    """The interpreter and its options from a script's ``#!`` line (past ``env``), or nothing."""
     try:
         with open(path, "rb") as script:
             first = script.readline(256).decode("utf-8", "replace")
     except OSError:
-        return None
+        return []
     words = first[2:].split() if first.startswith("#!") else []
     if words and os.path.basename(words[0]) == "env" and len(words) > 1:
         words = words[1:]
-    if not words or not os.path.basename(words[0]).startswith("python"):
-        return None
-    return words[0] if os.sep in words[0] else _quiet_resolve(words[0], environ)
+    return words
 
 
 def is_ours(interpreter: str) -> bool:

@@ -14,7 +14,7 @@ from pydantic_core import ErrorDetails
 from otel_celery_launch.masking import mask_url
 from otel_celery_launch.settings.errors import Problem, SettingsError
 from otel_celery_launch.settings.model import FieldPath, Settings
-from otel_celery_launch.settings.types import HEADERS_MOST_BYTES
+from otel_celery_launch.settings.types import ATTRIBUTES_MOST_BYTES, HEADERS_MOST_BYTES
 from otel_celery_launch.settings.sources import (
     CONFIG_ENV_VAR,
     FlagSource,
@@ -103,8 +103,17 @@ def _transport_problems(settings: Settings, origins: Mapping[FieldPath, str]) ->
     if size > HEADERS_MOST_BYTES:
         problems.append(Problem(f"exporter.headers ({find_origin(origins, ('exporter', 'headers')) or 'several sources'})",
                                 f"names and values together take {size} bytes; at most {HEADERS_MOST_BYTES} pass gRPC and most proxies"))
+    attributes = sum(len(key) + len(value) for key, value in settings.service.attributes.items())
+    if attributes > ATTRIBUTES_MOST_BYTES:
+        problems.append(Problem(f"service.attributes ({find_origin(origins, ('service', 'attributes')) or 'several sources'})",
+                                f"take {attributes} bytes; at most {ATTRIBUTES_MOST_BYTES} fit in the environment the command gets"))
     if exporter.protocol != "grpc":
         return problems
+    problems += [
+        Problem(f"exporter.headers.{name} ({find_origin(origins, ('exporter', 'headers', name)) or 'default'})",
+                "is a header gRPC sets itself; use another name")
+        for name in exporter.headers if name == "user-agent"
+    ]
     problems += [
         Problem(f"exporter.headers.{name} ({find_origin(origins, ('exporter', 'headers', name)) or 'default'})",
                 "gRPC reserves names starting grpc- and carries names ending -bin as binary; use another name")

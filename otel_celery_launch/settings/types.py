@@ -90,8 +90,9 @@ _HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
 
 
 _SET_BY_THE_EXPORTER = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding", "host",
-                                   "connection", "te", "upgrade", "keep-alive", "proxy-connection", "user-agent"})
+                                   "connection", "te", "upgrade", "keep-alive", "proxy-connection"})
 HEADERS_MOST_BYTES = 8192  # gRPC's default limit for metadata, and below most proxies' limits
+ATTRIBUTES_MOST_BYTES = 65536  # the plan crosses exec in one variable, and Linux takes at most 128 KiB in one
 
 
 def check_header_name(name: str) -> str:
