@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import time
 from pathlib import Path
@@ -18,11 +17,11 @@ MEMORY_LIMIT = 1 << 30  # the launcher's whole address space, hostile input or n
 
 
 def bounded_launcher(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
+    """The launcher under an address-space limit, set by the shell (a preexec_fn would run Python
+    between fork and exec in this process, whose gRPC receiver threads do not survive that)."""
     started = time.monotonic()
-    result = subprocess.run([LAUNCHER, *args], env=env, capture_output=True, text=True, timeout=30, preexec_fn=limit)
+    limited = ["bash", "-c", f'ulimit -v {MEMORY_LIMIT // 1024} && exec "$@"', "bounded", LAUNCHER, *args]
+    result = subprocess.run(limited, env=env, capture_output=True, text=True, timeout=30)
     return result, time.monotonic() - started
 
 
