@@ -46,7 +46,7 @@ def _parser(check: bool) -> argparse.ArgumentParser:
         prog=f"{PROG} check" if check else PROG,
         usage=f"{PROG} check [--config FILE] [setting flags]"
         if check
-        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--json] [--config FILE] [setting flags]\n       {PROG} schema\n       {PROG} demo",
+        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--json] [--config FILE] [setting flags]\n       {PROG} schema\n       {PROG} requirements\n       {PROG} demo",
         description="Validate the settings and print them with the source of each value."
         if check
         else "Run COMMAND with OpenTelemetry tracing set up inside it before any of its code runs. "
@@ -116,6 +116,17 @@ def _schema(argv: Sequence[str]) -> int:
     return 0
 
 
+def _requirements(argv: Sequence[str]) -> int:
+    _Parser(prog=f"{PROG} requirements", description="Print the instrumentations to install for the libraries installed here, "
+            "one requirement per line, at the release made with the installed OpenTelemetry SDK, so that versions agree: "
+            f"pip install $({PROG} requirements)").parse_args(argv)
+    from otel_celery_launch.settings.instrumentations import requirements_for_installed_libraries
+
+    for line in requirements_for_installed_libraries():
+        print(line)
+    return 0
+
+
 def _run(argv: Sequence[str]) -> int:
     from otel_celery_launch.launch.command import LaunchError, exec_command, is_ours, python_of, resolve, shebang, skips_the_hook
     from otel_celery_launch.handoff import secret_endpoint
@@ -160,14 +171,14 @@ def _run(argv: Sequence[str]) -> int:
 
 
 def _subcommand(argv: list[str]) -> tuple[str | None, list[str]]:
-    """``check``, ``schema`` or ``demo`` and the other words, wherever it stands before ``--``.
+    """``check``, ``schema``, ``requirements`` or ``demo`` and the other words, wherever it stands before ``--``.
 
     A word counts as the subcommand only where it is not the value of the flag before it
     (``--service-name check`` names a service).
     """
     head = argv[: argv.index("--")] if "--" in argv else argv
     for index, word in enumerate(head):
-        if word in ("check", "schema", "demo"):
+        if word in _SUBCOMMANDS:
             rest = argv[:index] + argv[index + 1 :]
             parser = _parser(check=True)
             parser.exit_on_error = False
@@ -183,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         word, rest = _subcommand(argv)
-        status = _check(rest) if word == "check" else _schema(rest) if word == "schema" else _demo(rest) if word == "demo" else _run(argv)
+        status = _SUBCOMMANDS[word](rest) if word is not None else _run(argv)
         sys.stdout.flush()  # here, where a closed pipe can be caught
         return status
     except BrokenPipeError:  # `check --json | head`: the reader has what it wanted
@@ -197,3 +208,6 @@ def _demo(argv: Sequence[str]) -> int:
     from otel_celery_launch.demo import run_demo
 
     return run_demo()
+
+
+_SUBCOMMANDS = {"check": _check, "schema": _schema, "requirements": _requirements, "demo": _demo}

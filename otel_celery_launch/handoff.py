@@ -51,6 +51,13 @@ class LogsPlan:
 
 
 @dataclass(frozen=True)
+class InstrumentationPlan:
+    name: str  # as installed: celery, flask, ...
+    target: str  # module:attribute of the instrumentor
+    modules: tuple[str, ...]  # importing any of these activates it
+
+
+@dataclass(frozen=True)
 class Plan:
     resource: dict[str, str]
     exporter: ExporterPlan
@@ -60,6 +67,7 @@ class Plan:
     batch: BatchPlan
     logs: LogsPlan = field(default_factory=LogsPlan)
     log_level: str = "info"
+    instrumentations: tuple[InstrumentationPlan, ...] = ()  # those to activate: on, and able to run here
     prefix: str = ""  # sys.prefix of the launcher's Python: other interpreters that inherit the plan ignore it
     secrets: tuple[int, int] | None = None  # (descriptor, PID) of the header values, for the exec'd process
 
@@ -84,6 +92,9 @@ class Plan:
                 "exporter": ExporterPlan(**data["exporter"]),
                 "batch": BatchPlan(**data["batch"]),
                 "logs": LogsPlan(**data.get("logs", {})),
+                "instrumentations": tuple(
+                    InstrumentationPlan(item["name"], item["target"], tuple(item["modules"])) for item in data.get("instrumentations", ())
+                ),
                 "secrets": tuple(secrets) if secrets else None,
             }
         )

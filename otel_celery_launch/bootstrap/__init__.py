@@ -4,8 +4,9 @@ Nothing heavy happens here. Log records get their trace ids (standard library on
 each integration is registered with :mod:`~otel_celery_launch.bootstrap.activation`, which
 sets it up once the program imports its library, at a moment when that is safe: the SDK
 when the program imports OpenTelemetry, the ids in structlog's default chain when it
-imports structlog, the Celery instrumentation when it imports Celery. A process that imports none
-of them pays almost nothing.
+imports structlog, the Celery instrumentation when it imports Celery, and every other
+installed instrumentation the launcher planned when the program imports its library
+(Flask, psycopg, redis, requests, ...). A process that imports none of them pays almost nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from otel_celery_launch.bootstrap import diagnostics
 from otel_celery_launch.bootstrap.activation import activate_when_imported, use
 from otel_celery_launch.bootstrap.celery_hooks import instrument_celery, report_first_use
+from otel_celery_launch.bootstrap.instrumentations import activate_instrumentations
 from otel_celery_launch.bootstrap.logs import add_ids_to_structlog, install_logging
 from otel_celery_launch.bootstrap.telemetry import install_propagators, install_tracer_provider, report_first_span
 from otel_celery_launch.handoff import Plan, take_secrets
@@ -55,6 +57,7 @@ def start() -> None:
         _guarded("instrumenting Celery", lambda: instrument_celery(plan)),
         arm=_guarded("watching for Celery's first use", report_first_use(lambda: use("celery.app"))),
     )
+    activate_instrumentations(plan, _guarded)
 
 
 def _guarded(stage: str, step: Callable[..., None]) -> Callable[..., None]:

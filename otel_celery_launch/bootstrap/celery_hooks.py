@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from otel_celery_launch.bootstrap.diagnostics import logger, silence
+from otel_celery_launch.bootstrap.instrumentations import plans_celery
 from otel_celery_launch.bootstrap.publish import task_from_sender, watch_publishes
 from otel_celery_launch.handoff import Plan
 
@@ -43,8 +44,9 @@ def instrument_celery(plan: Plan) -> None:
     # Tutorial code calls instrument() itself, before or after ours; the second call does
     # nothing, so its warning is noise.
     silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
-    utils.retrieve_task_from_sender = task_from_sender(utils.retrieve_task_from_sender)  # type: ignore[assignment]
-    CeleryInstrumentor().instrument(skip_dep_check=True)
+    if plans_celery(plan):  # otherwise switched off, or unable to run here: the hooks below still keep other spans
+        utils.retrieve_task_from_sender = task_from_sender(utils.retrieve_task_from_sender)  # type: ignore[assignment]
+        CeleryInstrumentor().instrument(skip_dep_check=True)
 
     # Prefork children leave through os._exit, which skips atexit: flush before that.
     signals.worker_process_shutdown.connect(_flush_before_exit, weak=False)

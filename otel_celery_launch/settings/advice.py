@@ -9,16 +9,41 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from otel_celery_launch.masking import host_port
-from otel_celery_launch.settings.model import Settings
+from otel_celery_launch.settings.model import EVERY_INSTRUMENTATION, Settings
 from otel_celery_launch.settings.resolve import TRACES_PATH, traces_url
 
 _OTHER_PORT = {"grpc": (4318, "http/protobuf"), "http/protobuf": (4317, "grpc")}
 
 
 def likely_mistakes(settings: Settings) -> list[str]:
+    if settings.disabled:
+        return []
+    return _endpoint_mistakes(settings) + _instrumentation_mistakes(settings)
+
+
+def _instrumentation_mistakes(settings: Settings) -> list[str]:
+    """Instrumentations wanted that cannot run here: one line each, naming packages and versions."""
+    from otel_celery_launch.settings.instrumentations import installed_instrumentations
+
+    wanted = settings.instrumentations
+    installed = {item.name: item for item in installed_instrumentations()}
+    advice = [
+        f"instrumentations: {item.name} is off: {item.problem} (otel-celery-launch requirements prints a coherent set)"
+        for item in installed.values()
+        if item.problem is not None and wanted.uses(item.name) and (item.skewed or not item.problem.startswith("library not installed"))
+    ]
+    advice += [
+        f"instrumentations.enabled: {name} is not installed here (pip install opentelemetry-instrumentation-{name.replace('_', '-')})"
+        for name in wanted.enabled
+        if name != EVERY_INSTRUMENTATION and name not in installed and wanted.uses(name)
+    ]
+    return advice
+
+
+def _endpoint_mistakes(settings: Settings) -> list[str]:
     exporter = settings.exporter
     url = traces_url(exporter)
-    if url is None or settings.disabled:
+    if url is None:
         return []
     parts = urlsplit(url)
     shown = f"{parts.scheme}://{host_port(url)}"

@@ -6,7 +6,7 @@ the same paths (see :mod:`otel_celery_launch.settings.sources`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Literal, get_args, get_origin
@@ -45,6 +45,30 @@ def _check_propagator(name: str) -> str:
 
 
 Propagator = Annotated[str, AfterValidator(_check_propagator)]
+EVERY_INSTRUMENTATION = "all"
+NO_INSTRUMENTATION = "*"  # as OTEL_PYTHON_DISABLED_INSTRUMENTATIONS writes "every one"
+
+
+def _instrumentation_name(wildcard: str) -> Callable[[str], str]:
+    """An installed instrumentation, one opentelemetry-instrumentation knows (installed in another image), or the wildcard."""
+
+    def check(name: str) -> str:
+        import difflib
+
+        from otel_celery_launch.settings.instrumentations import installed_instrumentations, known_names
+
+        installed = [item.name for item in installed_instrumentations()]
+        if name == wildcard or name in installed or name in known_names():
+            return name
+        guess = difflib.get_close_matches(name, installed, n=1, cutoff=0.6) or difflib.get_close_matches(name, known_names(), n=1, cutoff=0.6)
+        hint = f"did you mean {guess[0]!r}? " if guess else ""
+        raise ValueError(f"is not an instrumentation; {hint}allowed: {wildcard}, or one installed: {', '.join(installed) or '(none)'}")
+
+    return check
+
+
+EnabledName = Annotated[str, AfterValidator(_instrumentation_name(EVERY_INSTRUMENTATION))]
+DisabledName = Annotated[str, AfterValidator(_instrumentation_name(NO_INSTRUMENTATION))]
 
 
 class Section(BaseModel):
@@ -110,6 +134,20 @@ class LogsSettings(Section):
     )
 
 
+class InstrumentationsSettings(Section):
+    enabled: list[EnabledName] = Field(
+        default_factory=lambda: [EVERY_INSTRUMENTATION],
+        description="instrumentations used when their library is imported: all installed, or a list",
+    )
+    disabled: list[DisabledName] = Field(
+        default_factory=list, description="instrumentations never used; * for every one (Celery's spans too)"
+    )
+
+    def uses(self, name: str) -> bool:
+        listed = EVERY_INSTRUMENTATION in self.enabled or name in self.enabled
+        return listed and NO_INSTRUMENTATION not in self.disabled and name not in self.disabled
+
+
 class Settings(BaseSettings):
     """Everything the launcher needs to know (the config file holds any part of it)."""
 
@@ -127,6 +165,7 @@ class Settings(BaseSettings):
     sampler: SamplerSettings = SamplerSettings()
     batch: BatchSettings = BatchSettings()
     logs: LogsSettings = LogsSettings()
+    instrumentations: InstrumentationsSettings = InstrumentationsSettings()
 
 
 FieldPath = tuple[str, ...]

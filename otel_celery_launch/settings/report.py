@@ -53,9 +53,28 @@ def _destination(loaded: LoadedSettings) -> str:
     return f"spans go to {exporter.protocol}"
 
 
+def _instrumentations(loaded: LoadedSettings) -> list[dict[str, str]]:
+    """Each installed instrumentation: what it instruments, and whether the command would use it, or why not."""
+    from otel_celery_launch.settings.instrumentations import installed_instrumentations
+
+    wanted = loaded.settings.instrumentations
+    found = []
+    for item in installed_instrumentations():
+        if loaded.settings.disabled:
+            state = "off: telemetry is disabled"
+        elif not wanted.uses(item.name):
+            key = ("instrumentations", "disabled") if item.name in wanted.disabled or "*" in wanted.disabled else ("instrumentations", "enabled")
+            state = f"off: {'switched off by' if key[1] == 'disabled' else 'not listed in'} {'.'.join(key)} ({loaded.origin(key)})"
+        else:
+            state = f"off: {item.problem}" if item.problem else "on"
+        found.append({"name": item.name, "package": f"{item.package} {item.version}", "library": ", ".join(item.libraries) or "(standard library)", "state": state})
+    return found
+
+
 def render_check_json(loaded: LoadedSettings, warnings: list[str]) -> str:
     settings = [{"key": key, "value": value, "origin": origin} for key, value, origin in _rows(loaded)]
-    report = {"config_file": loaded.config_file, "settings": settings, "destination": _destination(loaded), "warnings": warnings}
+    report = {"config_file": loaded.config_file, "settings": settings, "destination": _destination(loaded),
+              "instrumentations": _instrumentations(loaded), "warnings": warnings}
     return json.dumps(report, indent=2)
 
 
@@ -65,5 +84,11 @@ def render_check(loaded: LoadedSettings) -> str:
     value_width = min(40, max(len(row[1]) for row in rows))
     lines = [f"config file: {loaded.config_file or '(none)'}", ""]
     lines += [f"{key:<{key_width}}  {value:<{value_width}}  {origin}" for key, value, origin in rows]
-    lines += ["", _destination(loaded)]
+    lines += ["", _destination(loaded), ""]
+    found = _instrumentations(loaded)
+    lines.append(f"instrumentations installed: {len(found)}" + ("" if found else " (pip install opentelemetry-instrumentation-<library>)"))
+    widths = [max((len(item[column]) for item in found), default=0) for column in ("name", "package", "library")]
+    lines += [
+        f"  {item['name']:<{widths[0]}}  {item['package']:<{widths[1]}}  {item['library']:<{widths[2]}}  {item['state']}" for item in found
+    ]
     return "\n".join(lines)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from otel_celery_launch.handoff import BatchPlan, ExporterPlan, LogsPlan, Plan
+from otel_celery_launch.handoff import BatchPlan, ExporterPlan, InstrumentationPlan, LogsPlan, Plan
+from otel_celery_launch.settings.instrumentations import installed_instrumentations
 from otel_celery_launch.settings.model import ExporterSettings, ServiceSettings, Settings
 
 DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
@@ -60,4 +61,9 @@ def build_plan(settings: Settings) -> Plan:
         batch=BatchPlan(**settings.batch.model_dump()),
         logs=LogsPlan(**settings.logs.model_dump()),
         log_level=settings.log_level,
+        instrumentations=tuple(
+            InstrumentationPlan(item.name, item.target, item.modules)
+            for item in installed_instrumentations()
+            if item.problem is None and settings.instrumentations.uses(item.name)
+        ),
     )

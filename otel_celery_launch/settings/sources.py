@@ -220,6 +220,8 @@ _ENV_TABLE: tuple[tuple[tuple[str, ...], FieldPath, Callable[[str], str | None]]
     (("OTEL_CELERY_LAUNCH_EXIT_TIMEOUT",), ("batch", "exit_timeout"), _milliseconds),
     (("OTEL_CELERY_LAUNCH_LOGS_FORMAT",), ("logs", "format"), str.lower),
     (("OTEL_CELERY_LAUNCH_LOGS_LEVEL",), ("logs", "level"), str.lower),
+    (("OTEL_CELERY_LAUNCH_INSTRUMENTATIONS",), ("instrumentations", "enabled"), str),
+    (("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",), ("instrumentations", "disabled"), str),
 )
 
 

@@ -1,0 +1,50 @@
+"""The installed instrumentations the launcher planned, each set up when its library is first imported.
+
+The launcher already checked that each can run (library version, no version skew), so
+nothing is checked or imported here until the program imports the library. Celery's is
+set up with the launcher's own Celery hooks (:mod:`~otel_celery_launch.bootstrap.celery_hooks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+
+from otel_celery_launch.bootstrap.activation import activate_when_imported
+from otel_celery_launch.handoff import InstrumentationPlan, Plan
+
+CELERY = "celery"
+
+
+def plans_celery(plan: Plan) -> bool:
+    return any(item.name == CELERY for item in plan.instrumentations)
+
+
+def activate_instrumentations(plan: Plan, guarded: Callable[[str, Callable[[], None]], Callable[..., None]]) -> None:
+    """Register one activation per library module; whichever is imported first sets the instrumentation up, once."""
+    for item in plan.instrumentations:
+        if item.name == CELERY:
+            continue
+        install = guarded(f"instrumenting {item.name} ({item.target})", _once(lambda item=item: _instrument(item)))
+        for module in item.modules:
+            activate_when_imported(module, [module, "opentelemetry"], install)
+
+
+def _instrument(item: InstrumentationPlan) -> None:
+    module, _, attribute = item.target.partition(":")
+    instrumentor = import_module(module)
+    for name in attribute.split("."):
+        instrumentor = getattr(instrumentor, name)
+    instrumentor().instrument(skip_dep_check=True)  # type: ignore[operator]
+
+
+def _once(step: Callable[[], None]) -> Callable[[], None]:
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            step()
+
+    return once

@@ -1,0 +1,171 @@
+"""The instrumentations installed here, and whether each can run, read from package metadata only.
+
+Installed means an ``opentelemetry_instrumentor`` entry point, as the official launcher
+finds them. Nothing is imported: the launcher decides here which ones the child activates
+and which module's import activates each (its library's top-level modules), so the child
+pays only for the libraries it imports. An instrumentation cannot run when its library is
+missing or outside the versions it supports (its ``instruments`` extra), or when it was
+built for other OpenTelemetry packages than those installed (a version skew: its pinned
+``opentelemetry-*`` requirements are not met), which the guide names as the usual cause of
+context that silently stops propagating.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import Distribution, PackageNotFoundError, distribution, entry_points, version
+
+GROUP = "opentelemetry_instrumentor"
+PREFIX = "opentelemetry-instrumentation-"
+# Libraries present for the launcher's own work, not the program's: the gRPC exporter's
+# transport, Celery's command line, the settings model (and what tortoise-orm's entry keys on).
+OWN_MACHINERY = frozenset({"grpcio", "click", "pydantic"})
+
+
+@dataclass(frozen=True)
+class Instrumentation:
+    name: str  # the entry point's name, which settings and OTEL_PYTHON_DISABLED_INSTRUMENTATIONS use
+    target: str  # module:attribute of its instrumentor
+    package: str  # its distribution, e.g. opentelemetry-instrumentation-flask
+    version: str
+    libraries: tuple[str, ...]  # what it instruments, as requirements (flask>=1.0)
+    modules: tuple[str, ...]  # top-level modules whose import means the library is in use
+    problem: str | None  # why it cannot run here; None when it can
+
+    @property
+    def skewed(self) -> bool:
+        return self.problem is not None and self.problem.startswith("version skew")
+
+
+@cache
+def installed_instrumentations() -> tuple[Instrumentation, ...]:
+    """Every installed instrumentation, by name; one entry per name (the first on sys.path)."""
+    found: dict[str, Instrumentation] = {}
+    for point in entry_points(group=GROUP):
+        if point.name not in found and point.dist is not None:
+            found[point.name] = _describe(point.name, point.value, point.dist)
+    return tuple(sorted(found.values(), key=lambda item: item.name))
+
+
+@cache
+def known_names() -> tuple[str, ...]:
+    """Names an instrumentation may have without being installed: those opentelemetry-instrumentation knows of."""
+    try:
+        from opentelemetry.instrumentation.bootstrap_gen import default_instrumentations, libraries
+    except ImportError:
+        return ()
+    packages = [entry["instrumentation"] for entry in libraries] + list(default_instrumentations)
+    return tuple(sorted({_requirement_name(text).removeprefix(PREFIX).replace("-", "_") for text in packages}))
+
+
+def _describe(name: str, target: str, dist: Distribution) -> Instrumentation:
+    from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
+
+    package, own_version = dist.metadata["Name"], dist.version
+    requires = dist.requires or []
+    libraries = tuple(text.partition(";")[0].strip() for text in requires if "instruments" in text.partition(";")[2])
+    problem = _skew(package, own_version, requires)
+    if problem is None:
+        conflict = get_dist_dependency_conflicts(dist)
+        if conflict is not None:
+            problem = _conflict(conflict)
+    modules = tuple(module for library in libraries for module in _top_level_modules(_requirement_name(library)))
+    if not libraries and name in sys.stdlib_module_names:  # instruments the standard library (urllib, sqlite3, ...)
+        modules = (name,)
+    if problem is None and not modules:
+        problem = "no library to watch for: it names none, and its name is not a standard library module"
+    return Instrumentation(name, target, package, own_version, libraries, modules, problem)
+
+
+def _skew(package: str, own_version: str, requires: list[str]) -> str | None:
+    """Its pinned OpenTelemetry requirements that the installed packages do not meet."""
+    from packaging.requirements import Requirement
+
+    unmet = []
+    for text in requires:
+        requirement = Requirement(text)
+        if requirement.marker is not None or not requirement.name.startswith("opentelemetry-"):
+            continue
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            unmet.append(f"{requirement} (not installed)")
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            unmet.append(f"{requirement} ({requirement.name} {installed} is installed)")
+    if not unmet:
+        return None
+    return f"version skew: {package} {own_version} needs {'; '.join(unmet)}"
+
+
+def _conflict(conflict: object) -> str:
+    found = getattr(conflict, "found", None) or ", ".join(getattr(conflict, "found_any", None) or ())
+    required = getattr(conflict, "required", None) or " or ".join(map(str, getattr(conflict, "required_any", None) or ()))
+    if found:
+        return f"library version outside the supported range: needs {required}, {found} is installed"
+    return f"library not installed: needs {required}"
+
+
+def _requirement_name(text: str) -> str:
+    from packaging.requirements import Requirement
+
+    return Requirement(text).name
+
+
+def _top_level_modules(package: str) -> tuple[str, ...]:
+    """The importable top-level names a distribution installs (top_level.txt, else its file list)."""
+    try:
+        dist = distribution(package)
+    except PackageNotFoundError:
+        return ()
+    listed = dist.read_text("top_level.txt")
+    if listed:
+        return tuple(line.strip() for line in listed.splitlines() if line.strip() and "/" not in line)
+    names = []
+    for path in dist.files or ():
+        parts = path.parts
+        if len(parts) == 1 and parts[0].endswith(".py"):
+            names.append(parts[0].removesuffix(".py"))
+        elif len(parts) == 2 and parts[1] == "__init__.py":
+            names.append(parts[0])
+    return tuple(dict.fromkeys(names))
+
+
+def by_name(name: str) -> Instrumentation | None:
+    return next((item for item in installed_instrumentations() if item.name == name), None)
+
+
+def matching_contrib_version() -> str | None:
+    """The contrib release (0.66b1) made with the installed SDK: the semantic conventions it pins."""
+    try:
+        return version("opentelemetry-semantic-conventions")
+    except PackageNotFoundError:
+        return None
+
+
+def requirements_for_installed_libraries() -> list[str]:
+    """What to install for the libraries present: one line per instrumentation, at the SDK's contrib version."""
+    from opentelemetry.instrumentation.bootstrap_gen import libraries
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+
+    contrib = matching_contrib_version()
+    lines = []
+    if contrib is not None:
+        try:
+            if version("opentelemetry-instrumentation") != contrib:
+                lines.append(f"opentelemetry-instrumentation=={contrib}")
+        except PackageNotFoundError:
+            lines.append(f"opentelemetry-instrumentation=={contrib}")
+    for entry in libraries:
+        if _requirement_name(entry["library"]) in OWN_MACHINERY:
+            continue
+        if get_dependency_conflicts([entry["library"]]) is not None:
+            continue  # the library is not here, or not at a version the instrumentation supports
+        package = _requirement_name(entry["instrumentation"])
+        pinned = "==" in entry["instrumentation"]
+        line = f"{package}=={contrib}" if pinned and contrib else entry["instrumentation"]
+        if line not in lines:
+            lines.append(line)
+    return lines

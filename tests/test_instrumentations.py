@@ -1,0 +1,143 @@
+"""Every installed instrumentation: found from metadata, switched by settings, activated lazily, failing open.
+
+Instrumentations that are broken or skewed are made as real distributions (a ``.dist-info``
+directory on PYTHONPATH), which the launcher and the child find as they find installed ones.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from tests.otlp_receiver import ReceivedSpan, Receiver
+from tests.processes import RedisServer, clean_env, run_launcher
+
+USE_REDIS_AND_HTTP = """
+import sys, redis, requests
+redis.Redis.from_url(sys.argv[1]).set("key", "value")
+requests.get(sys.argv[2], timeout=5)
+print("done")
+"""
+IMPORTED = ("flask", "psycopg", "redis", "requests", "opentelemetry.instrumentation.")
+
+
+def is_redis(span: ReceivedSpan) -> bool:
+    return "redis" in (span.attributes.get("db.system"), span.attributes.get("db.system.name"))
+
+
+def fake_instrumentation(root: Path, name: str, requires: list[str], module_text: str = "") -> Path:
+    """An installed-looking instrumentation package ``opentelemetry-instrumentation-<name>`` 0.1b0 under ``root``."""
+    info = root / f"opentelemetry_instrumentation_{name}-0.1b0.dist-info"
+    info.mkdir(parents=True)
+    metadata = [f"Metadata-Version: 2.1", f"Name: opentelemetry-instrumentation-{name}", "Version: 0.1b0"]
+    (info / "METADATA").write_text("\n".join(metadata + [f"Requires-Dist: {line}" for line in requires]) + "\n")
+    (info / "entry_points.txt").write_text(f"[opentelemetry_instrumentor]\n{name} = fake_{name}:Instrumentor\n")
+    (root / f"fake_{name}.py").write_text(module_text or "from opentelemetry.instrumentation.instrumentor import BaseInstrumentor\n"
+                                          "class Instrumentor(BaseInstrumentor):\n"
+                                          "    def instrumentation_dependencies(self): return []\n"
+                                          "    def _instrument(self, **kw): print('fake instrumented')\n"
+                                          "    def _uninstrument(self, **kw): pass\n")
+    return root
+
+
+def run_program(receiver: Receiver, redis: RedisServer, *launcher_args: str, **env: str):
+    return run_launcher([*launcher_args, "--", "python", "-c", USE_REDIS_AND_HTTP, redis.url(6), f"http://127.0.0.1:{receiver.http_port}/"],
+                        clean_env(**receiver.env("http/protobuf"), **env))
+
+
+def test_a_process_pays_only_for_the_libraries_it_imports() -> None:
+    code = "import {0}; import sys; print(sorted(m for m in sys.modules if m.startswith({1!r})))"
+    nothing = run_launcher(["--", "python", "-c", code.format("json", IMPORTED)], clean_env())
+    assert nothing.returncode == 0, nothing.stderr
+    assert nothing.stdout.strip() == "[]"
+    only_redis = run_launcher(["--", "python", "-c", code.format("redis", IMPORTED)], clean_env(OTEL_TRACES_EXPORTER="none"))
+    assert only_redis.returncode == 0, only_redis.stderr
+    loaded = {name for name in eval(only_redis.stdout) if name.startswith("opentelemetry.instrumentation.")}
+    assert "opentelemetry.instrumentation.redis" in loaded
+    assert not any(name.startswith(("opentelemetry.instrumentation.flask", "opentelemetry.instrumentation.psycopg",
+                                    "opentelemetry.instrumentation.requests")) for name in loaded)
+
+
+def test_a_switched_off_instrumentation_makes_none_of_its_spans(receiver: Receiver, redis: RedisServer) -> None:
+    result = run_program(receiver, redis, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis")
+    assert result.returncode == 0, result.stderr
+    spans = receiver.wait_for(lambda spans: any(span.name == "GET" for span in spans))
+    assert not any(is_redis(span) for span in spans), [span.name for span in spans]
+    receiver.clear()
+    listed = run_program(receiver, redis, "--instrumentations-enabled", "redis")
+    assert listed.returncode == 0, listed.stderr
+    spans = receiver.wait_for(lambda spans: any(is_redis(span) for span in spans))
+    assert not any(span.name == "GET" for span in spans), [span.name for span in spans]
+
+
+def test_a_broken_instrumentation_gives_one_warning_and_the_program_runs(tmp_path: Path, receiver: Receiver, redis: RedisServer) -> None:
+    fake_instrumentation(tmp_path, "broken", ["redis>=2; extra == 'instruments'"], "raise RuntimeError('this package is broken')\n")
+    result = run_program(receiver, redis, PYTHONPATH=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    warnings = [line for line in result.stderr.splitlines() if "broken" in line]
+    assert len(warnings) == 1 and "instrumenting broken" in warnings[0], result.stderr
+    assert "Traceback" not in result.stderr
+    receiver.wait_for(lambda spans: any(is_redis(span) for span in spans) and any(span.name == "GET" for span in spans))
+
+
+def test_a_skewed_instrumentation_is_named_in_check_and_warned_of_once(tmp_path: Path, receiver: Receiver, redis: RedisServer) -> None:
+    fake_instrumentation(tmp_path, "skewed", ["opentelemetry-instrumentation==0.1b0", "redis>=2; extra == 'instruments'"])
+    installed = version("opentelemetry-instrumentation")
+    expected = (f"version skew: opentelemetry-instrumentation-skewed 0.1b0 needs opentelemetry-instrumentation==0.1b0 "
+                f"(opentelemetry-instrumentation {installed} is installed)")
+    check = run_launcher(["check", "--json"], clean_env(PYTHONPATH=str(tmp_path)))
+    assert check.returncode == 0, check.stderr
+    states = {item["name"]: item["state"] for item in json.loads(check.stdout)["instrumentations"]}
+    assert states["skewed"] == f"off: {expected}"
+    assert states["redis"] == states["celery"] == "on"
+    result = run_program(receiver, redis, PYTHONPATH=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "fake instrumented" not in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "skewed" in line]
+    assert len(warnings) == 1 and expected in warnings[0], result.stderr
+    receiver.wait_for(lambda spans: any(is_redis(span) for span in spans))
+
+
+def test_a_working_extra_instrumentation_is_activated_when_its_library_is_imported(tmp_path: Path, receiver: Receiver, redis: RedisServer) -> None:
+    fake_instrumentation(tmp_path, "extra", ["redis>=2; extra == 'instruments'"])
+    result = run_program(receiver, redis, PYTHONPATH=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["fake", "instrumented", "done"]
+
+
+def test_check_lists_every_installed_instrumentation_with_its_state() -> None:
+    result = run_launcher(["check"], clean_env(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="psycopg"))
+    assert result.returncode == 0, result.stderr
+    listing = result.stdout.split("instrumentations installed: ", 1)[1].splitlines()
+    assert listing[0] == "5"
+    rows = {line.split()[0]: line for line in listing[1:]}
+    assert set(rows) == {"celery", "flask", "psycopg", "redis", "requests"}
+    contrib = version("opentelemetry-instrumentation")
+    assert f"opentelemetry-instrumentation-flask {contrib}" in rows["flask"] and rows["flask"].endswith(" on")
+    assert rows["psycopg"].endswith("off: switched off by instrumentations.disabled (env OTEL_PYTHON_DISABLED_INSTRUMENTATIONS)")
+
+
+def test_an_unknown_name_is_refused_with_a_guess() -> None:
+    result = run_launcher(["--instrumentations-disabled", "redsi", "--", "python", "-c", "print('ran')"], clean_env())
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "otel-celery-launch: error: instrumentations.disabled.0 (flag --instrumentations-disabled): is not an instrumentation; "
+        "did you mean 'redis'? allowed: *, or one installed: celery, flask, psycopg, redis, requests (got 'redsi')"]
+    known_elsewhere = run_launcher(["check", "--instrumentations-disabled", "django"], clean_env())
+    assert known_elsewhere.returncode == 0, known_elsewhere.stderr  # a known name, installed in another image
+
+
+def test_requirements_agree_with_the_installed_sdk() -> None:
+    result = run_launcher(["requirements"], clean_env())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    contrib = version("opentelemetry-semantic-conventions")  # the SDK pins it: the contrib release made with the SDK
+    wanted = {Requirement(line).name: str(Requirement(line).specifier) for line in lines}
+    for name in ("celery", "flask", "psycopg", "redis", "requests"):
+        assert wanted[f"opentelemetry-instrumentation-{name}"] == f"=={contrib}"
+    assert "opentelemetry-instrumentation-grpc" not in wanted  # grpcio is there for the exporter, not the program
+    assert "opentelemetry-instrumentation-django" not in wanted
