@@ -2,7 +2,9 @@
 
 All three run the same program, interleaved round by round so that machine noise hits each
 alike; both launchers export traces over OTLP/gRPC to the same endpoint (nothing needs to
-listen: no span is exported by these programs). Prints a table of medians; writes JSON.
+listen: no span is exported by these programs). Every installed instrumentation counts:
+``opentelemetry-instrument`` imports them all at start, the launcher those of the libraries
+the program imports. Prints a table of medians and the instrumentations installed; writes JSON.
 
     .venv/bin/python bench/startup.py [--rounds 30]
 """
@@ -15,6 +17,7 @@ import os
 import statistics
 import subprocess
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from common import BIN, RESULTS, RUNNERS, otlp_env
@@ -22,6 +25,7 @@ from common import BIN, RESULTS, RUNNERS, otlp_env
 PROGRAMS = {
     "python -c pass": ["python", "-c", "pass"],
     "import celery + opentelemetry": ["python", "-c", "from celery import Celery; from opentelemetry import trace"],
+    "import flask": ["python", "-c", "import flask"],
 }
 OTLP = otlp_env("bench", "http://127.0.0.1:4317")
 
@@ -41,6 +45,8 @@ def main() -> None:
                 subprocess.run(prefix + command, env=env, check=True, stdout=subprocess.DEVNULL)
                 times[(program, runner)].append(time.perf_counter() - start)
     results = []
+    installed = sorted(point.name for point in entry_points(group="opentelemetry_instrumentor"))
+    print(f"instrumentations installed: {', '.join(installed)}")
     print(f"start-up, median of {args.rounds} interleaved runs (ms)")
     print(f"{'program':32} {'bare':>8} {'launcher':>10} {'otel-instrument':>16} {'launcher/otel':>14}")
     for program in PROGRAMS:
@@ -50,7 +56,7 @@ def main() -> None:
               f"{medians['opentelemetry-instrument']:16.1f} {ratio:14.2f}")
         results.append({"program": program, "median_ms": medians, "launcher_over_instrument": ratio})
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"rounds": args.rounds, "results": results}, indent=2))
+    Path(args.json).write_text(json.dumps({"rounds": args.rounds, "instrumentations": installed, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from tests.otlp_receiver import ReceivedSpan, Receiver
-from tests.processes import RedisServer, clean_env, run_launcher
+from tests.processes import RedisServer, Worker, clean_env, run_launcher
 
 USE_REDIS_AND_HTTP = """
 import sys, redis, requests
@@ -141,3 +141,29 @@ def test_requirements_agree_with_the_installed_sdk() -> None:
         assert wanted[f"opentelemetry-instrumentation-{name}"] == f"=={contrib}"
     assert "opentelemetry-instrumentation-grpc" not in wanted  # grpcio is there for the exporter, not the program
     assert "opentelemetry-instrumentation-django" not in wanted
+
+
+BROKER_APP = """
+import os, redis
+from celery import Celery
+app = Celery("quiet", broker=os.environ["CELERY_BROKER_URL"])
+
+@app.task
+def store(n):
+    redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).set(f"stored:{n}", n)
+"""
+
+
+def test_the_redis_brokers_own_commands_make_no_spans(tmp_path: Path, receiver: Receiver, redis: RedisServer) -> None:
+    (tmp_path / "quiet.py").write_text(BROKER_APP)
+    env = clean_env(CELERY_BROKER_URL=redis.url(7), **receiver.env("grpc"))
+    with Worker("quiet", tmp_path, env, pool="solo") as worker:
+        producer = run_launcher(["--", "python", "-c", "import quiet; [quiet.store.delay(n) for n in range(3)]"], env, cwd=tmp_path)
+        assert producer.returncode == 0, producer.stderr
+        spans = receiver.wait_for(lambda spans: sum(is_redis(span) for span in spans) >= 3 and sum(s.name == "run/quiet.store" for s in spans) == 3)
+        worker.stop()  # everything the idle worker had left is flushed
+    spans = receiver.wait_for(lambda spans: True)
+    runs = {span.span_id for span in spans if span.name == "run/quiet.store"}
+    commands = [span for span in spans if is_redis(span)]
+    assert [span.name for span in commands] == ["SET"] * 3, [(s.name, s.parent_span_id in runs) for s in commands]
+    assert all(span.parent_span_id in runs for span in commands)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from importlib import import_module
 
 from otel_celery_launch.bootstrap.activation import activate_when_imported
+from otel_celery_launch.bootstrap.broker_traffic import quiet_kombu_redis
 from otel_celery_launch.handoff import InstrumentationPlan, Plan
 
 CELERY = "celery"
@@ -28,6 +29,8 @@ def activate_instrumentations(plan: Plan, guarded: Callable[[str, Callable[[], N
         install = guarded(f"instrumenting {item.name} ({item.target})", _once(lambda item=item: _instrument(item)))
         for module in item.modules:
             activate_when_imported(module, [module, "opentelemetry"], install)
+    if any(item.name == "redis" for item in plan.instrumentations):
+        activate_when_imported("kombu.transport.redis", ["kombu", "redis"], guarded("leaving the Redis broker's own commands untraced", quiet_kombu_redis))
 
 
 def _instrument(item: InstrumentationPlan) -> None:
