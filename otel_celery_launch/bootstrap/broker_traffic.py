@@ -34,7 +34,7 @@ def quiet_kombu_redis() -> None:
         client.pipeline = quiet_pipeline
         return client
 
-    transport.Channel._create_client = create_quiet_client
+    transport.Channel._create_client = create_quiet_client  # type: ignore[method-assign,assignment]
 
 
 def _suppressed(call: Callable[..., Any]) -> Callable[..., Any]:

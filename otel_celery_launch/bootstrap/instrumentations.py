@@ -7,6 +7,7 @@ set up with the launcher's own Celery hooks (:mod:`~otel_celery_launch.bootstrap
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from importlib import import_module
 
@@ -26,7 +27,7 @@ def activate_instrumentations(plan: Plan, guarded: Callable[[str, Callable[[], N
     for item in plan.instrumentations:
         if item.name == CELERY:
             continue
-        install = guarded(f"instrumenting {item.name} ({item.target})", _once(lambda item=item: _instrument(item)))
+        install = guarded(f"instrumenting {item.name} ({item.target})", _once(functools.partial(_instrument, item)))
         for module in item.modules:
             activate_when_imported(module, [module, "opentelemetry"], install)
     if any(item.name == "redis" for item in plan.instrumentations):
