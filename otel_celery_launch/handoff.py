@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 ENV_VAR = "OTEL_CELERY_LAUNCH_PLAN"
+TRACES_PATH = "/v1/traces"  # where OTLP/HTTP takes spans; metrics and logs beside it
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ class BatchPlan:
 class LogsPlan:
     format: str = "auto"  # auto | json | console | off
     level: str = "info"
+    export: bool = False  # records also go to the collector
+
+
+@dataclass(frozen=True)
+class MetricsPlan:
+    enabled: bool = True
+    export_interval: float = 60.0
+    queue_depth_interval: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class Plan:
     sampler_ratio: float
     batch: BatchPlan
     logs: LogsPlan = field(default_factory=LogsPlan)
+    metrics: MetricsPlan = field(default_factory=MetricsPlan)
     log_level: str = "info"
     instrumentations: tuple[InstrumentationPlan, ...] = ()  # those to activate: on, and able to run here
     prefix: str = ""  # sys.prefix of the launcher's Python: other interpreters that inherit the plan ignore it
@@ -92,6 +102,7 @@ class Plan:
                 "exporter": ExporterPlan(**data["exporter"]),
                 "batch": BatchPlan(**data["batch"]),
                 "logs": LogsPlan(**data.get("logs", {})),
+                "metrics": MetricsPlan(**data.get("metrics", {})),
                 "instrumentations": tuple(
                     InstrumentationPlan(item["name"], item["target"], tuple(item["modules"])) for item in data.get("instrumentations", ())
                 ),

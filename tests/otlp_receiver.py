@@ -1,4 +1,4 @@
-"""An OTLP trace receiver for the tests: real gRPC and real HTTP/protobuf, recording every span."""
+"""An OTLP receiver for the tests: real gRPC and real HTTP/protobuf, recording every span, metric point and log record."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 
@@ -34,6 +36,32 @@ class ReceivedSpan:
     KIND_CONSUMER = 5
 
 
+@dataclass(frozen=True)
+class ReceivedPoint:
+    """One data point of one metric in one export: a sum's or gauge's value, or a histogram's count and sum."""
+
+    metric: str
+    kind: str  # sum | gauge | histogram
+    attributes: dict[str, object]
+    value: float
+    count: int
+    service: str
+    temporality: int  # 1 delta, 2 cumulative, 0 for gauges
+    bounds: tuple[float, ...] = ()
+    bucket_counts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReceivedLog:
+    body: str
+    severity: str
+    trace_id: str
+    span_id: str
+    scope: str
+    attributes: dict[str, object]
+    service: str
+
+
 def _value(any_value) -> object:
     kind = any_value.WhichOneof("value")
     return getattr(any_value, kind) if kind else None
@@ -44,12 +72,16 @@ class Receiver:
 
     def __init__(self, grpc_port: int = 0, http_port: int = 0) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.points: list[ReceivedPoint] = []
+        self.logs: list[ReceivedLog] = []
         self.failing = False  # answer every export with "unavailable", as a restarting collector does
         self.rejecting: str | None = None  # "credentials" or "too large": answer every export so
         self.refused = 0
         self._changed = threading.Condition()
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_GrpcService(self), self._grpc)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_GrpcMetrics(self), self._grpc)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_GrpcLogs(self), self._grpc)
         self.grpc_port = self._grpc.add_insecure_port(f"127.0.0.1:{grpc_port}")
         self._http = ThreadingHTTPServer(("127.0.0.1", http_port), _http_handler(self))
         self._http.daemon_threads = True
@@ -80,6 +112,8 @@ class Receiver:
     def clear(self) -> None:
         with self._changed:
             self.spans.clear()
+            self.points.clear()
+            self.logs.clear()
             self.failing = False
             self.rejecting = None
             self.refused = 0
@@ -117,6 +151,55 @@ class Receiver:
             self.spans.extend(received)
             self._changed.notify_all()
 
+    def record_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
+        received = []
+        for resource_metrics in request.resource_metrics:
+            service = str(next((_value(kv.value) for kv in resource_metrics.resource.attributes if kv.key == "service.name"), None))
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    kind = metric.WhichOneof("data")
+                    data = getattr(metric, kind)
+                    for point in data.data_points:
+                        attributes = {kv.key: _value(kv.value) for kv in point.attributes}
+                        temporality = getattr(data, "aggregation_temporality", 0)
+                        if kind == "histogram":
+                            received.append(ReceivedPoint(metric.name, kind, attributes, point.sum, point.count, service, temporality,
+                                                          tuple(point.explicit_bounds), tuple(point.bucket_counts)))
+                        else:
+                            number = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+                            received.append(ReceivedPoint(metric.name, kind, attributes, number, 1, service, temporality))
+        with self._changed:
+            self.points.extend(received)
+            self._changed.notify_all()
+
+    def record_logs(self, request: logs_service_pb2.ExportLogsServiceRequest) -> None:
+        received = []
+        for resource_logs in request.resource_logs:
+            service = str(next((_value(kv.value) for kv in resource_logs.resource.attributes if kv.key == "service.name"), None))
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    received.append(ReceivedLog(str(_value(record.body)), record.severity_text, record.trace_id.hex(), record.span_id.hex(),
+                                                scope_logs.scope.name, {kv.key: _value(kv.value) for kv in record.attributes}, service))
+        with self._changed:
+            self.logs.extend(received)
+            self._changed.notify_all()
+
+    def wait_until(self, condition: Callable[[], object], timeout: float = 20.0, what: str = "the condition") -> None:
+        """Poll ``condition`` (which may read spans, points and logs) each time something arrives."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not condition():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{what} never held within {timeout}s; metrics received: {sorted({p.metric for p in self.points})}")
+                self._changed.wait(min(remaining, 0.5))
+
+    def total(self, metric: str, **attributes: object) -> float:
+        """A counter's sum over every export and process (deltas add up), or a histogram's count; matching attributes only."""
+        with self._changed:
+            points = [p for p in self.points if p.metric == metric and all(p.attributes.get(k) == v for k, v in attributes.items())]
+            return sum(p.count if p.kind == "histogram" else p.value for p in points)
+
     def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 20.0) -> list[ReceivedSpan]:
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -147,6 +230,28 @@ class _GrpcService(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class _GrpcMetrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    def Export(self, request, context):  # noqa: N802 (gRPC method name)
+        if self.receiver.refuse():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "collector restarting")
+        self.receiver.record_metrics(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+class _GrpcLogs(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    def Export(self, request, context):  # noqa: N802 (gRPC method name)
+        if self.receiver.refuse():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "collector restarting")
+        self.receiver.record_logs(request)
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
 def _http_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server API)
@@ -154,6 +259,19 @@ def _http_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
             path = self.path.partition("?")[0]
+            if path in ("/v1/metrics", "/v1/logs") and not receiver.refuse():
+                if path == "/v1/metrics":
+                    receiver.record_metrics(metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
+                    payload = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+                else:
+                    receiver.record_logs(logs_service_pb2.ExportLogsServiceRequest.FromString(body))
+                    payload = logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
             if path != "/v1/traces" or receiver.refuse() or receiver.rejecting:
                 status = 404 if path != "/v1/traces" else 503 if receiver.failing else 401 if receiver.rejecting == "credentials" else 413
                 echo = json.dumps(dict(self.headers.items())).encode()  # as some collectors do: a secret in the body

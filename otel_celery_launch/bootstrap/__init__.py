@@ -41,13 +41,15 @@ def start() -> None:
     except Exception as error:
         diagnostics.telemetry_failed("setting up log correlation", error)
     if plan.logs.format != "off":
-        activate_when_imported("structlog", ["structlog"], _guarded("adding ids to structlog", lambda: add_ids_to_structlog()))
+        activate_when_imported("structlog", ["structlog"], _guarded("adding ids to structlog", lambda: add_ids_to_structlog(plan.logs.export)))
     activate_when_imported(
         "opentelemetry.trace",
         ["opentelemetry"],
         _guarded("setting up the tracer provider", lambda: install_tracer_provider(plan)),
         arm=_guarded("watching for the first span", report_first_span(lambda: use("opentelemetry.trace"))),
     )
+    if plan.metrics.enabled and plan.exporter.protocol != "none":
+        activate_when_imported("opentelemetry.metrics", ["opentelemetry"], _guarded("setting up the meter provider", lambda: _install_meter_provider(plan)))
     activate_when_imported(
         "opentelemetry.propagate", ["opentelemetry"], _guarded("setting up the propagators", lambda: install_propagators(plan))
     )
@@ -58,6 +60,12 @@ def start() -> None:
         arm=_guarded("watching for Celery's first use", report_first_use(lambda: use("celery.app"))),
     )
     activate_instrumentations(plan, _guarded)
+
+
+def _install_meter_provider(plan: Plan) -> None:
+    from otel_celery_launch.bootstrap.metric_delivery import install_meter_provider  # imports the SDK's metrics
+
+    install_meter_provider(plan)
 
 
 def _guarded(stage: str, step: Callable[..., None]) -> Callable[..., None]:

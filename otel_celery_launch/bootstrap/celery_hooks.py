@@ -48,6 +48,10 @@ def instrument_celery(plan: Plan) -> None:
         utils.retrieve_task_from_sender = task_from_sender(utils.retrieve_task_from_sender)  # type: ignore[assignment]
         CeleryInstrumentor().instrument(skip_dep_check=True)
 
+    if plan.metrics.enabled and plan.exporter.protocol != "none":
+        from otel_celery_launch.bootstrap.celery_metrics import record_celery_metrics
+
+        record_celery_metrics(plan)
     # Prefork children leave through os._exit, which skips atexit: flush before that.
     signals.worker_process_shutdown.connect(_flush_before_exit, weak=False)
     signals.worker_init.connect(lambda **_: _import_exporter_ahead(plan), weak=False)
@@ -70,13 +74,18 @@ def _flush_before_exit(**_: Any) -> None:
     from otel_celery_launch.bootstrap.delivery import flush_before_exit
 
     flush_before_exit()
+    for module, flush in (("otel_celery_launch.bootstrap.metric_delivery", "flush_metrics_before_exit"),
+                          ("otel_celery_launch.bootstrap.log_export", "flush_logs_before_exit")):
+        loaded = sys.modules.get(module)  # only what this process set up
+        if loaded is not None:
+            getattr(loaded, flush)()
 
 
 def _import_exporter_ahead(plan: Plan) -> None:
     from otel_celery_launch.bootstrap.exporter import import_ahead
 
     try:
-        import_ahead(plan.exporter)
+        import_ahead(plan.exporter, ["traces"] + ["metrics"] * plan.metrics.enabled + ["logs"] * plan.logs.export)
     except Exception as error:  # the child will try again, and say so if it fails too
         logger.debug("importing the exporter ahead failed: %r", error)
 

@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from otel_celery_launch.bootstrap.collector_state import CollectorState
 from otel_celery_launch.bootstrap.diagnostics import telemetry_failed
 from otel_celery_launch.bootstrap.exporter import EXPORTER_LOGGERS, build_exporter
-from otel_celery_launch.bootstrap.failures import Failure, from_grpc, from_http
+from otel_celery_launch.bootstrap.failures import from_exporter_log
 from otel_celery_launch.handoff import Plan
 
 RETRY_BACKOFF = (0.5, 30.0)  # first and longest wait between two tries of a refused batch
@@ -159,29 +159,18 @@ class ResilientExporter(SpanExporter):
         """
         message = str(record.msg)
         args = record.args if isinstance(record.args, tuple) else ()
-        if not message.startswith(("Transient error", "Failed to export")):
+        found = from_exporter_log(self._plan.protocol, urlsplit(self._plan.endpoint or "").path or "/", message, args)
+        if found is None:
             return not message.startswith(("Shutdown in progress", "Exporter already shutdown", "OTLP client already shutdown"))
-        failure = self._failure(message, args)
+        signal, failure = found
+        if signal not in ("traces", "spans"):
+            return True  # metrics' or logs' (gRPC's exporters share the logger): theirs to report
         if failure.hung:
             self.state.mark_hung(failure.phrase)
         else:
             self.state.mark_down(failure.phrase)
         self.failed.set()
         return False
-
-    def _failure(self, message: str, args: tuple[Any, ...]) -> Failure:
-        if self._plan.protocol == "grpc":
-            if message.startswith("Transient error") and args:
-                return from_grpc(args[0], args[-1])
-            if len(args) >= 4:
-                return from_grpc(args[2], args[3])
-            return Failure("failed the export")
-        path = urlsplit(self._plan.endpoint or "").path or "/"
-        if message.startswith("Transient error") and args:
-            return from_http(None, args[0], path)
-        if len(args) >= 3:
-            return from_http(args[1], args[2], path)
-        return Failure("failed the export (out of time or retries, or shutting down)")
 
     def _queue_said(self, record: logging.LogRecord) -> bool:
         """The SDK warns once per span dropped from a full queue; count them instead."""
@@ -207,6 +196,11 @@ def flush_before_exit() -> None:
     """For exits that skip atexit: prefork children leave through ``os._exit``."""
     if _installed is not None:
         _installed.flush_before_exit()
+
+
+def collector_hung() -> bool:
+    """Whether the collector let an exit time out lately (known from spans): other signals only probe it then."""
+    return _installed is not None and _installed.exporter.state.hung
 
 
 class Delivery:

@@ -1,4 +1,4 @@
-"""The exporter the plan names, imported only when a process first needs it.
+"""The exporter the plan names, for spans, metrics or logs, imported only when a process first needs it.
 
 Importing an exporter costs 90-130 ms and gRPC channels are not fork-safe, so
 :mod:`~otel_celery_launch.bootstrap.delivery` builds one per process, after any fork. A
@@ -11,32 +11,53 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from urllib.parse import urlsplit
 from collections.abc import Sequence
-
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from otel_celery_launch.bootstrap.diagnostics import silence
-from otel_celery_launch.handoff import ExporterPlan
+from otel_celery_launch.handoff import TRACES_PATH, ExporterPlan
 from otel_celery_launch.masking import MASK
 
 # The loggers through which the OTLP exporters report failed exports and retries.
 EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.grpc.exporter", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
 
-_MODULES = {
-    "grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
-    "http/protobuf": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+# (module, class) of each OTLP exporter, by protocol and signal
+_EXPORTERS = {
+    ("grpc", "traces"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("grpc", "metrics"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("grpc", "logs"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+    ("http/protobuf", "traces"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("http/protobuf", "metrics"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+    ("http/protobuf", "logs"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+}
+_CONSOLE = {
+    "traces": ("opentelemetry.sdk.trace.export", "ConsoleSpanExporter"),
+    "metrics": ("opentelemetry.sdk.metrics.export", "ConsoleMetricExporter"),
+    "logs": ("opentelemetry.sdk._logs.export", "ConsoleLogExporter"),
 }
 
 
-def import_ahead(plan: ExporterPlan) -> None:
+def signal_endpoint(plan: ExporterPlan, signal: str) -> str | None:
+    """Where metrics and logs go: the traces URL, with ``/v1/metrics`` or ``/v1/logs`` in place of
+    ``/v1/traces`` for OTLP/HTTP (at the root of the host when the traces URL has another path)."""
+    if plan.endpoint is None or plan.protocol != "http/protobuf" or signal == "traces":
+        return plan.endpoint
+    parts = urlsplit(plan.endpoint)
+    path = parts.path
+    base = path[: -len(TRACES_PATH)] if path.rstrip("/").endswith(TRACES_PATH) else ""
+    return urlunsplit(parts._replace(path=base.rstrip("/") + f"/v1/{signal}"))
+
+
+def import_ahead(plan: ExporterPlan, signals: Sequence[str] = ("traces",)) -> None:
     """Import, and nothing more: no channel, no thread, so forking stays safe."""
-    if plan.protocol in _MODULES:
-        importlib.import_module(_MODULES[plan.protocol])
+    for signal in signals:
+        if (plan.protocol, signal) in _EXPORTERS:
+            importlib.import_module(_EXPORTERS[plan.protocol, signal][0])
 
 
-def build_exporter(plan: ExporterPlan) -> SpanExporter:
+def build_exporter(plan: ExporterPlan, signal: str = "traces", **options: Any) -> Any:
+    """The exporter of ``signal`` (traces, metrics, logs) the plan names; ``options`` go to the OTLP exporter."""
     # The SDK parses OTEL_EXPORTER_OTLP_HEADERS again and would print an entry it cannot
     # parse, secret and all; the launcher has parsed and validated it already.
     silence("opentelemetry.util.re", "Header format invalid")
@@ -47,8 +68,8 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
             from grpc.experimental.gevent import init_gevent
 
             init_gevent()
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
+        module, name = _EXPORTERS["grpc", signal]
+        GrpcExporter = getattr(importlib.import_module(module), name)
         credentials = None
         if plan.certificate and not plan.insecure:
             with open(plan.certificate, "rb") as pem:
@@ -66,26 +87,28 @@ def build_exporter(plan: ExporterPlan) -> SpanExporter:
             # retries would sleep through the exit timeout (and, under eventlet, on a green event
             # inside a real thread, which shutdown cannot wake).
             retryable_error_codes=(grpc.StatusCode.DATA_LOSS,),
+            **options,
         )
         return _OnRealThread(exporter) if eventlet else exporter
     if plan.protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http import Compression
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
+        module, name = _EXPORTERS["http/protobuf", signal]
+        HttpExporter = getattr(importlib.import_module(module), name)
         query = urlsplit(plan.endpoint or "").query
         if query:  # urllib3 logs each request line at debug level, query and all
             logging.getLogger("urllib3.connectionpool").addFilter(_Masking(query))
 
         return HttpExporter(
-            endpoint=plan.endpoint,
+            endpoint=signal_endpoint(plan, signal),
             certificate_file=plan.certificate,
             headers=plan.headers,
             timeout=plan.timeout,
             compression=Compression.Gzip if plan.compression == "gzip" else Compression.NoCompression,
+            **options,
         )
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-    return ConsoleSpanExporter()
+    module, name = _CONSOLE[signal]
+    return getattr(importlib.import_module(module), name)(**options)
 
 
 class _Masking(logging.Filter):
@@ -110,20 +133,23 @@ def _green(library: str) -> bool:
     return patcher is not None and patcher.is_monkey_patched("socket")
 
 
-class _OnRealThread(SpanExporter):
+class _OnRealThread:
     """Exports from a real OS thread: eventlet cannot make gRPC's blocking calls cooperative.
 
     (gRPC supports gevent, see above; the HTTP exporter's sockets are patched by both.)
     """
 
-    def __init__(self, exporter: SpanExporter) -> None:
+    def __init__(self, exporter: Any) -> None:
         from eventlet import tpool
 
         self._exporter = exporter
         self._execute = tpool.execute
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._execute(self._exporter.export, spans)
+    def __getattr__(self, name: str) -> Any:  # what the SDK reads of a metric exporter: temporality, aggregation
+        return getattr(self._exporter, name)
 
-    def shutdown(self) -> None:
-        self._execute(self._exporter.shutdown)
+    def export(self, batch: Any, **options: Any) -> Any:
+        return self._execute(self._exporter.export, batch, **options)
+
+    def shutdown(self, **options: Any) -> None:
+        self._execute(self._exporter.shutdown, **options)

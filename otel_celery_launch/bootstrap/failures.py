@@ -24,7 +24,7 @@ def from_grpc(code: Any, details: object = "") -> Failure:
     if name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return Failure(f"rejected the credentials ({name}): check exporter.headers")
     if name == "UNIMPLEMENTED":
-        return Failure(f"has no OTLP trace service ({name}): is it an OTLP/gRPC port?")
+        return Failure(f"has no OTLP service for this signal ({name}): is it an OTLP/gRPC port, with this signal's pipeline?")
     if name == "RESOURCE_EXHAUSTED":
         return Failure(f"refused a batch as too large or too many ({name}): lower batch.max_export_batch_size")
     if name == "DEADLINE_EXCEEDED":
@@ -58,3 +58,27 @@ def from_http(status: object, reason: object, path: str) -> Failure:
     if isinstance(reason, str) and reason.replace(" ", "").isalpha() and len(reason) <= 40:
         return Failure(f"answered {reason}")  # an HTTP reason phrase, such as Service Unavailable
     return Failure("failed the export")
+
+
+def from_exporter_log(protocol: str, path: str, message: str, args: tuple[Any, ...]) -> tuple[str, Failure] | None:
+    """The signal (traces, metrics, logs) and cause of an exporter's failure line; None for other lines.
+
+    gRPC's exporters share one logger and name the signal in the line; HTTP's each have
+    their own logger and name it too.
+    """
+    if not message.startswith(("Transient error", "Failed to export")):
+        return None
+    transient = message.startswith("Transient error")
+    if protocol == "grpc":
+        signal = str(args[1] if transient and len(args) > 1 else args[0] if args else "")
+        if transient and args:
+            return signal, from_grpc(args[0], args[-1])
+        if len(args) >= 4:
+            return signal, from_grpc(args[2], args[3])
+        return signal, Failure("failed the export")
+    signal = str(args[1] if transient and len(args) > 1 else args[0] if args else "")
+    if transient and args:
+        return signal, from_http(None, args[0], path)
+    if len(args) >= 3:
+        return signal, from_http(args[1], args[2], path)
+    return signal, Failure("failed the export (out of time or retries, or shutting down)")

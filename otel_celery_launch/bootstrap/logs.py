@@ -41,7 +41,7 @@ def install_logging(plan: LogsPlan) -> None:
         logging.lastResort = _StyledLastResort(plan)
 
 
-def add_ids_to_structlog() -> None:
+def add_ids_to_structlog(export: bool = False) -> None:
     """Called once structlog is imported: its default chain, until the program configures its own, adds the ids.
 
     The defaults are changed in place, so structlog still counts as not configured:
@@ -53,6 +53,10 @@ def add_ids_to_structlog() -> None:
     processors = structlog.get_config()["processors"]
     if add_trace_ids not in processors:
         processors.insert(max(len(processors) - 1, 0), add_trace_ids)  # before the renderer
+    if export:
+        from otel_celery_launch.bootstrap.log_export import export_structlog_event
+
+        processors.insert(max(len(processors) - 1, 0), export_structlog_event)
 
 
 def restyle_celery_handlers(plan: LogsPlan, logger: logging.Logger) -> None:

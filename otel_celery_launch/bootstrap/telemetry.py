@@ -55,6 +55,10 @@ def install_tracer_provider(plan: Plan) -> None:
 
         Delivery(provider, plan)
     trace.set_tracer_provider(provider)
+    if plan.logs.export and plan.exporter.protocol != "none":
+        from otel_celery_launch.bootstrap.log_export import install_log_export
+
+        install_log_export(plan)
     # Tutorial code sets its own provider too; ours stays, so that refusal is expected, not news.
     silence("opentelemetry.trace", "Overriding of current TracerProvider")
 

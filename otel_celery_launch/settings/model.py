@@ -126,11 +126,22 @@ class BatchSettings(Section):
 
 
 class LogsSettings(Section):
+    export: StrictBool = Field(
+        False, description="also send every log record the launcher formats to the collector, with its trace and span ids"
+    )
     format: Literal["auto", "json", "console", "off"] = Field(
         "auto", description="log lines with trace ids: json, console, auto (console on a terminal), off (untouched)"
     )
     level: Literal["debug", "info", "warning", "error"] = Field(
         "warning", description="lowest level written for a program that configures no logging; its own levels are never changed"
+    )
+
+
+class MetricsSettings(Section):
+    enabled: StrictBool = Field(True, description="Celery's task, worker and queue metrics (and instrumentations' own) to the exporter")
+    export_interval: Duration = Field(60.0, description="time between two exports of metrics by each process")
+    queue_depth_interval: Duration = Field(
+        30.0, ge=1.0, description="time between two polls of each queue's depth, by the main process of each worker (1s at least)"
     )
 
 
@@ -165,6 +176,7 @@ class Settings(BaseSettings):
     sampler: SamplerSettings = SamplerSettings()
     batch: BatchSettings = BatchSettings()
     logs: LogsSettings = LogsSettings()
+    metrics: MetricsSettings = MetricsSettings()
     instrumentations: InstrumentationsSettings = InstrumentationsSettings()
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from otel_celery_launch.handoff import BatchPlan, ExporterPlan, InstrumentationPlan, LogsPlan, Plan
+from otel_celery_launch.handoff import TRACES_PATH, BatchPlan, ExporterPlan, InstrumentationPlan, LogsPlan, MetricsPlan, Plan
 from otel_celery_launch.settings.instrumentations import installed_instrumentations
 from otel_celery_launch.settings.model import ExporterSettings, ServiceSettings, Settings
 
 DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
-TRACES_PATH = "/v1/traces"
 
 
 def traces_url(exporter: ExporterSettings) -> str | None:
@@ -60,6 +59,7 @@ def build_plan(settings: Settings) -> Plan:
         sampler_ratio=settings.sampler.ratio,
         batch=BatchPlan(**settings.batch.model_dump()),
         logs=LogsPlan(**settings.logs.model_dump()),
+        metrics=MetricsPlan(**settings.metrics.model_dump()),
         log_level=settings.log_level,
         instrumentations=tuple(
             InstrumentationPlan(item.name, item.target, item.modules)

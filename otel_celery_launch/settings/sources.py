@@ -195,6 +195,14 @@ def _traces_exporter(text: str) -> str | None:
     raise ValueError(f"{text!r} is not supported; allowed: otlp, console, none (one exporter)")
 
 
+def _signal_exporter(text: str) -> str:
+    """OTEL_METRICS_EXPORTER and OTEL_LOGS_EXPORTER: otlp (sent with the exporter's settings) or none."""
+    name = text.strip().lower()
+    if name in ("otlp", "none"):
+        return "true" if name == "otlp" else "false"
+    raise ValueError(f"{text!r} is not supported; allowed: otlp, none")
+
+
 # variable names (the per-signal form first, it wins), settings path, conversion of the text
 _ENV_TABLE: tuple[tuple[tuple[str, ...], FieldPath, Callable[[str], str | None]], ...] = (
     (("OTEL_SDK_DISABLED",), ("disabled",), str),
@@ -220,6 +228,10 @@ _ENV_TABLE: tuple[tuple[tuple[str, ...], FieldPath, Callable[[str], str | None]]
     (("OTEL_CELERY_LAUNCH_EXIT_TIMEOUT",), ("batch", "exit_timeout"), _milliseconds),
     (("OTEL_CELERY_LAUNCH_LOGS_FORMAT",), ("logs", "format"), str.lower),
     (("OTEL_CELERY_LAUNCH_LOGS_LEVEL",), ("logs", "level"), str.lower),
+    (("OTEL_LOGS_EXPORTER",), ("logs", "export"), _signal_exporter),
+    (("OTEL_METRICS_EXPORTER",), ("metrics", "enabled"), _signal_exporter),
+    (("OTEL_METRIC_EXPORT_INTERVAL",), ("metrics", "export_interval"), _milliseconds),
+    (("OTEL_CELERY_LAUNCH_QUEUE_DEPTH_INTERVAL",), ("metrics", "queue_depth_interval"), _milliseconds),
     (("OTEL_CELERY_LAUNCH_INSTRUMENTATIONS",), ("instrumentations", "enabled"), str),
     (("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",), ("instrumentations", "disabled"), str),
 )

@@ -1,0 +1,176 @@
+"""Celery's metrics: tasks published, started and finished, run time, queue wait, the worker's pool and its queues.
+
+Names follow the OpenTelemetry messaging conventions where they define one, ``celery.*``
+otherwise (the README lists them). Counters and histograms are recorded where the event
+happens (the publishing process, the pool process running the task) and exported as deltas,
+so the collector's sums are exact however many processes a worker forks and recycles.
+The publish time travels in the message (header ``PUBLISHED``), so queue wait is measured
+across processes and machines (clocks permitting). The worker's state and its queues'
+depth are observed by its main process only: one broker poll per queue per interval.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from otel_celery_launch.bootstrap.diagnostics import logger
+from otel_celery_launch.handoff import Plan
+
+PUBLISHED = "otel_celery_launch_published"  # message header: publish time, seconds since the epoch
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60, 300)
+TASK, QUEUE, OUTCOME, OPERATION = "celery.task.name", "messaging.destination.name", "celery.task.outcome", "messaging.operation.name"
+_OUTCOMES = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REJECTED": "rejected", "IGNORED": "ignored"}
+
+
+class _Instruments:
+    def __init__(self) -> None:
+        from opentelemetry import metrics
+
+        meter = metrics.get_meter("otel-celery-launch")
+        self.sent = meter.create_counter("messaging.client.sent.messages", "{message}", "tasks published")
+        self.consumed = meter.create_counter("messaging.client.consumed.messages", "{message}", "tasks a worker started to run")
+        self.outcomes = meter.create_counter("celery.task.outcomes", "{task}", "tasks finished, by outcome: success, failure, retry, rejected, revoked, ignored")
+        self.duration = meter.create_histogram("messaging.process.duration", "s", "time a task ran, by outcome",
+                                               explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
+        self.wait = meter.create_histogram("celery.task.queue.wait", "s", "time from publish to the start of the run",
+                                           explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
+        self.meter = meter
+
+
+_instruments: _Instruments | None = None
+_started: dict[str, float] = {}
+
+
+def _get() -> _Instruments:
+    global _instruments
+    if _instruments is None:
+        _instruments = _Instruments()
+    return _instruments
+
+
+def record_celery_metrics(plan: Plan) -> None:
+    """Connect the signal receivers; called with the Celery hooks, in every process that imports Celery."""
+    from celery import signals
+
+    signals.before_task_publish.connect(_published, weak=False)
+    signals.task_prerun.connect(_started_run, weak=False)
+    signals.task_postrun.connect(_finished_run, weak=False)
+    signals.task_revoked.connect(_revoked, weak=False)
+    signals.task_rejected.connect(_rejected, weak=False)
+    signals.worker_ready.connect(lambda sender=None, **_: _observe_worker(sender, plan), weak=False)
+
+
+def _queue_of(request: Any) -> str:
+    info = getattr(request, "delivery_info", None) or {}
+    return str(info.get("routing_key") or "")
+
+
+def _published(sender: Any = None, routing_key: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None:
+        headers[PUBLISHED] = time.time()
+    _get().sent.add(1, {TASK: str(sender), QUEUE: str(routing_key or ""), OPERATION: "publish"})
+
+
+def _started_run(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    request = getattr(task, "request", None)
+    attributes = {TASK: str(getattr(task, "name", "")), QUEUE: _queue_of(request)}
+    _get().consumed.add(1, {**attributes, OPERATION: "process"})
+    published = getattr(request, PUBLISHED, None)
+    if isinstance(published, (int, float)):
+        _get().wait.record(max(0.0, time.time() - published), attributes)
+    if task_id:
+        _started[task_id] = time.perf_counter()
+
+
+def _finished_run(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
+    started = _started.pop(task_id or "", None)
+    attributes = {TASK: str(getattr(task, "name", "")), QUEUE: _queue_of(getattr(task, "request", None)),
+                  OUTCOME: _OUTCOMES.get(str(state), str(state).lower())}
+    _get().outcomes.add(1, attributes)
+    if started is not None:
+        _get().duration.record(time.perf_counter() - started, attributes)
+
+
+def _revoked(request: Any = None, **_: Any) -> None:
+    name = getattr(request, "task_name", None) or getattr(request, "name", "")
+    _get().outcomes.add(1, {TASK: str(name), QUEUE: _queue_of(request), OUTCOME: "revoked"})
+
+
+def _rejected(message: Any = None, **_: Any) -> None:
+    headers = getattr(message, "headers", None) or {}
+    _get().outcomes.add(1, {TASK: str(headers.get("task", "")), QUEUE: _queue_of(message), OUTCOME: "rejected"})
+
+
+def _observe_worker(consumer: Any, plan: Plan) -> None:
+    """In the worker's main process: its pool, its reserved tasks, and the depth of its queues."""
+    from celery.worker import state
+    from opentelemetry.metrics import Observation
+
+    owner, meter = os.getpid(), _get().meter
+    where = {"celery.worker.hostname": str(getattr(consumer, "hostname", ""))}
+
+    def observing(value: Any) -> Any:
+        def callback(_: Any) -> list[Observation]:
+            return [Observation(value(), where)] if os.getpid() == owner else []  # forked children inherit the callbacks
+
+        return [callback]
+
+    pool = consumer.pool
+    meter.create_observable_gauge("celery.worker.pool.size", observing(lambda: pool.num_processes), "{process}", "processes (or threads, greenlets) of the pool")
+    meter.create_observable_gauge("celery.worker.pool.busy", observing(lambda: len(state.active_requests)), "{task}", "tasks running now")
+    meter.create_observable_gauge("celery.worker.tasks.reserved", observing(lambda: max(0, len(state.reserved_requests) - len(state.active_requests))),
+                                  "{task}", "tasks received (prefetched) but not yet started")
+    poller = QueueDepth(consumer, plan.metrics.queue_depth_interval)
+    meter.create_observable_gauge("celery.queue.depth", [poller.observe], "{message}", "messages waiting in each queue the worker consumes or the app declares")
+    threading.Thread(target=poller.run, name="otel-celery-launch-queue-depth", daemon=True).start()
+
+
+class QueueDepth:
+    """Polls the broker for the depth of each queue, at most once per interval, on its own connection."""
+
+    def __init__(self, consumer: Any, interval: float) -> None:
+        self._app = consumer.app
+        self._owner = os.getpid()
+        self._interval = interval
+        consuming = getattr(getattr(consumer, "task_consumer", None), "queues", None) or []
+        self._names = sorted({queue.name for queue in consuming} | set(self._app.amqp.queues))
+        self.depths: dict[str, int] = {}
+
+    def observe(self, _: Any) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        if os.getpid() != self._owner:
+            return []
+        return [Observation(depth, {QUEUE: name}) for name, depth in sorted(self.depths.items())]
+
+    def run(self) -> None:
+        while True:
+            try:
+                with self._app.connection_for_read() as connection:
+                    connection.ensure_connection(max_retries=1)
+                    while True:
+                        self._poll(connection)
+                        time.sleep(self._interval)
+            except Exception as error:  # the broker is away: the worker says so itself; try again later
+                logger.debug("polling queue depths failed: %r", error)
+                time.sleep(self._interval)
+
+    def _poll(self, connection: Any) -> None:
+        from kombu.transport.virtual import Channel as VirtualChannel
+
+        channel = connection.channel()
+        try:
+            for name in self._names:
+                try:
+                    # a broker keeps queues (passive: never create one); Redis and other virtual
+                    # transports keep lists that vanish when empty, and declaring there creates nothing
+                    passive = not isinstance(channel, VirtualChannel)
+                    self.depths[name] = int(channel.queue_declare(queue=name, passive=passive).message_count)
+                except connection.channel_errors:  # not declared on the broker: nothing waits there
+                    self.depths.pop(name, None)
+                    channel = connection.channel()  # the broker closed the channel
+        finally:
+            channel.close()
