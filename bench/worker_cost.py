@@ -1,9 +1,11 @@
-"""Worker throughput and memory: bare, under otel-celery-launch, under opentelemetry-instrument.
+"""Worker throughput and memory: bare, under otel-celery-launch (traces; traces and metrics), under opentelemetry-instrument.
 
 A worker (solo, or prefork -c 2) consumes trivial tasks from the local Redis while a live
 OTLP/gRPC receiver takes the spans. For each runner and pool: tasks per second over a
 burst published by this script (untraced), and the resident memory of the worker's
-processes once warm, and the run spans the receiver got. Runs are interleaved round by round; medians printed, JSON written.
+processes once warm, and the run spans the receiver got. The launcher runs twice: traces only, as
+opentelemetry-instrument is set, and with metrics on, exported every second, which gives
+what metrics add per task. Runs are interleaved round by round; medians printed, JSON written.
 
     .venv/bin/python bench/worker_cost.py [--rounds 3] [--tasks 1000]
 """
@@ -25,6 +27,8 @@ from tests.otlp_receiver import Receiver
 from tests.processes import SCENARIOS, Output, clean_env, poll
 
 POOLS = {"solo": ["-P", "solo"], "prefork": ["-P", "prefork", "-c", "2"]}
+WITH_METRICS = "otel-celery-launch +metrics"
+WORKER_RUNNERS = {**RUNNERS, WITH_METRICS: RUNNERS["otel-celery-launch"]}
 
 
 def rss_mib(pid: int) -> float:
@@ -43,7 +47,9 @@ def run_once(runner: str, pool: str, receiver: Receiver, tasks: int) -> dict[str
     env = clean_env(CELERY_BROKER_URL=BROKER)
     if runner != "bare":
         env |= otlp_env("bench-worker", f"http://127.0.0.1:{receiver.grpc_port}")
-    command = RUNNERS[runner] + ["celery", "-A", "tasks", "worker", *POOLS[pool], "-l", "warning",
+    if runner == WITH_METRICS:
+        env |= {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+    command = WORKER_RUNNERS[runner] + ["celery", "-A", "tasks", "worker", *POOLS[pool], "-l", "warning",
                                  "--without-gossip", "--without-mingle", "--without-heartbeat"]
     app = purge_queue()
     worker = subprocess.Popen(command, cwd=SCENARIOS / "plain", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -84,7 +90,7 @@ def main() -> None:
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.rounds):
         for pool in POOLS:
-            for runner in RUNNERS:
+            for runner in WORKER_RUNNERS:
                 receiver.clear()
                 runs.setdefault((pool, runner), []).append(run_once(runner, pool, receiver, args.tasks))
     receiver.stop()
@@ -99,6 +105,11 @@ def main() -> None:
         print(f"{pool:8} {runner:26} {medians['tasks_per_s']:8.0f} {medians['tasks_per_s'] / bare['tasks_per_s']:7.2f} "
               f"{medians['rss_mib']:8.1f} {added:13.1f} {spans:>11}")
         results.append({"pool": pool, "runner": runner, **medians, "added_mib_per_process": added})
+    for pool in POOLS:
+        traced, metered = (statistics.median(run["tasks_per_s"] for run in runs[(pool, name)]) for name in ("otel-celery-launch", WITH_METRICS))
+        cost = (1 / metered - 1 / traced) * 1e6
+        print(f"{pool}: metrics add {cost:.0f} µs per task ({traced:.0f} -> {metered:.0f} tasks/s)")
+        results.append({"pool": pool, "metrics_added_us_per_task": cost})
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"rounds": args.rounds, "tasks": args.tasks, "results": results}, indent=2))
 

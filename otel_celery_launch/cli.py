@@ -46,7 +46,7 @@ def _parser(check: bool) -> argparse.ArgumentParser:
         prog=f"{PROG} check" if check else PROG,
         usage=f"{PROG} check [--config FILE] [setting flags]"
         if check
-        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--json] [--config FILE] [setting flags]\n       {PROG} schema\n       {PROG} requirements\n       {PROG} demo",
+        else f"{PROG} [--config FILE] [setting flags] -- COMMAND [ARGS...]\n       {PROG} check [--json] [--config FILE] [setting flags]\n       {PROG} schema\n       {PROG} requirements\n       {PROG} view [--grpc-port N] [--http-port N]\n       {PROG} demo",
         description="Validate the settings and print them with the source of each value."
         if check
         else "Run COMMAND with OpenTelemetry tracing set up inside it before any of its code runs. "
@@ -171,7 +171,7 @@ def _run(argv: Sequence[str]) -> int:
 
 
 def _subcommand(argv: list[str]) -> tuple[str | None, list[str]]:
-    """``check``, ``schema``, ``requirements`` or ``demo`` and the other words, wherever it stands before ``--``.
+    """``check``, ``schema``, ``requirements``, ``view`` or ``demo`` and the other words, wherever it stands before ``--``.
 
     A word counts as the subcommand only where it is not the value of the flag before it
     (``--service-name check`` names a service).
@@ -202,6 +202,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _view(argv: Sequence[str]) -> int:
+    parser = _Parser(prog=f"{PROG} view", description="A local OTLP collector for development: receives traces, metrics and logs "
+                     "over gRPC and HTTP and prints each trace as a tree once it is complete, the log lines under their spans, "
+                     "and a summary of the metrics now and then. Point programs at it with the default endpoint, or "
+                     "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317.")
+    parser.add_argument("--grpc-port", type=int, default=4317, metavar="N", help="OTLP/gRPC port (default 4317; 0 picks a free one)")
+    parser.add_argument("--http-port", type=int, default=4318, metavar="N", help="OTLP/HTTP port (default 4318; 0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--settle", type=float, default=1.5, metavar="SECONDS",
+                        help="a trace is printed once none of its spans has arrived for this long (default 1.5)")
+    parser.add_argument("--metrics-every", type=float, default=10.0, metavar="SECONDS", help="time between two metrics summaries (default 10)")
+    options = parser.parse_args(argv)
+    for name in ("grpc_port", "http_port"):
+        if not 0 <= getattr(options, name) <= 65535:
+            parser.error(f"--{name.replace('_', '-')} must be a port number from 0 to 65535")
+    if not (0 < options.settle <= 3600 and 0 < options.metrics_every <= 3600):
+        parser.error("--settle and --metrics-every must be more than 0 and at most 3600 seconds")
+    from otel_celery_launch.view import run_view
+
+    return run_view(options.grpc_port, options.http_port, options.host, options.settle, options.metrics_every)
+
+
 def _demo(argv: Sequence[str]) -> int:
     _Parser(prog=f"{PROG} demo", description="Run a producer and a worker under the launcher, with a broker made of files "
             "and an embedded collector, and print the trace they make. Needs no broker and no collector.").parse_args(argv)
@@ -210,4 +232,4 @@ def _demo(argv: Sequence[str]) -> int:
     return run_demo()
 
 
-_SUBCOMMANDS = {"check": _check, "schema": _schema, "requirements": _requirements, "demo": _demo}
+_SUBCOMMANDS = {"check": _check, "schema": _schema, "requirements": _requirements, "view": _view, "demo": _demo}

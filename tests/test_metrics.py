@@ -97,3 +97,19 @@ def test_task_logs_reach_the_collector_with_the_run_spans_ids(run: tuple[dict[st
         assert (record.trace_id, record.span_id) == (run_span.trace_id, run_span.span_id)
         assert record.severity in ("INFO", "WARN")  # Celery logs print() as a warning
     assert not any(log.scope.startswith("opentelemetry") for log in receiver.logs)
+
+
+@pytest.mark.parametrize("pool", ["gevent", "eventlet", "threads"])
+def test_no_metric_is_lost_under_other_pools(pool: str, redis_server: RedisServer, receiver: Receiver) -> None:
+    queue = f"metrics-{uuid.uuid4().hex}"
+    env = clean_env(CELERY_BROKER_URL=redis_server.url(10), TEST_QUEUE=queue, TEST_IDLE_QUEUE=f"idle-{uuid.uuid4().hex}", PYTHONPATH=str(METRICS),
+                    **receiver.env("grpc"))  # the default interval (60 s): everything arrives through the flush at SIGTERM
+    with Worker("metric_tasks", METRICS, env, pool=pool, worker_args=["-Q", queue]) as worker:
+        producer = run_launcher(["--", "python", "-c", "import metric_tasks as t\nfor _ in range(7): t.ok.delay()\nt.boom.delay()"], env, cwd=METRICS)
+        assert producer.returncode == 0, producer.stderr
+        receiver.wait_for(lambda spans: sum(span.name.startswith("run/") for span in spans) == 8)
+        assert worker.stop() == 0
+    assert receiver.total("celery.task.outcomes", **{"celery.task.outcome": "success"}) == 7
+    assert receiver.total("celery.task.outcomes", **{"celery.task.outcome": "failure"}) == 1
+    assert receiver.total("messaging.client.sent.messages") == 8
+    assert receiver.total("celery.task.queue.wait") == 8

@@ -74,11 +74,6 @@ def _flush_before_exit(**_: Any) -> None:
     from otel_celery_launch.bootstrap.delivery import flush_before_exit
 
     flush_before_exit()
-    for module, flush in (("otel_celery_launch.bootstrap.metric_delivery", "flush_metrics_before_exit"),
-                          ("otel_celery_launch.bootstrap.log_export", "flush_logs_before_exit")):
-        loaded = sys.modules.get(module)  # only what this process set up
-        if loaded is not None:
-            getattr(loaded, flush)()
 
 
 def _import_exporter_ahead(plan: Plan) -> None:

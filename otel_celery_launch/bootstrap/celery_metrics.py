@@ -114,7 +114,12 @@ def _observe_worker(consumer: Any, plan: Plan) -> None:
 
     def observing(value: Any) -> Any:
         def callback(_: Any) -> list[Observation]:
-            return [Observation(value(), where)] if os.getpid() == owner else []  # forked children inherit the callbacks
+            if os.getpid() != owner:  # forked children inherit the callbacks
+                return []
+            try:
+                return [Observation(value(), where)]
+            except Exception:  # the pool is gone (shutting down): nothing to observe
+                return []
 
         return [callback]
 

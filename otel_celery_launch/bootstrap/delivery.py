@@ -42,6 +42,7 @@ RETRY_BACKOFF = (0.5, 30.0)  # first and longest wait between two tries of a ref
 PROBE_TIMEOUT = 0.25  # how long an exiting process tries a collector known to hang lately, in seconds
 _QUEUE_LOGGER = "opentelemetry.sdk._shared_internal"
 _installed: Delivery | None = None
+_after_spans: list[Callable[[], None]] = []  # the exit flushes of metrics and logs
 
 
 class ResilientExporter(SpanExporter):
@@ -193,9 +194,29 @@ class _CountEnded(SpanProcessor):
 
 
 def flush_before_exit() -> None:
-    """For exits that skip atexit: prefork children leave through ``os._exit``."""
+    """For exits that skip atexit: prefork children leave through ``os._exit``. Spans first, then metrics and logs."""
     if _installed is not None:
         _installed.flush_before_exit()
+    for flush in _after_spans:
+        flush()
+
+
+def exit_after_spans(flush: Callable[[], None]) -> None:
+    """Metrics' and logs' exit flush: run after the spans', by the same exits (each flush runs once per process)."""
+    _after_spans.append(flush)
+    if _installed is None:  # no spans (yet): its own handler; one made later runs first, and this one finds it done
+        atexit.register(flush)
+
+
+def wait_for_one_try(done: threading.Event, failed: threading.Event, timeout: float) -> bool:
+    """An exiting process waits for its flush until it is done, its try failed, or ``timeout``; whether it finished.
+
+    On a failure the exporter's own retries would keep it waiting: the caller cuts them.
+    """
+    deadline = time.monotonic() + timeout
+    while not done.wait(0.02) and not failed.is_set() and time.monotonic() < deadline:
+        pass
+    return done.wait(0.05)
 
 
 def collector_hung() -> bool:
@@ -256,10 +277,7 @@ class Delivery:
         probing = exporter.state.hung  # lately hung: a short try finds out whether it is back
         done = threading.Event()
         threading.Thread(target=self._flush, args=(done,), name="otel-celery-launch-flush", daemon=True).start()
-        deadline = time.monotonic() + (min(self._exit_timeout, PROBE_TIMEOUT) if probing else self._exit_timeout)
-        while not done.wait(0.02) and not exporter.failed.is_set() and time.monotonic() < deadline:
-            pass
-        finished = done.wait(0.05)  # a refused try: the exporter's own retries are cut below
+        finished = wait_for_one_try(done, exporter.failed, min(self._exit_timeout, PROBE_TIMEOUT) if probing else self._exit_timeout)
         if not finished:
             hung = not exporter.failed.is_set() and not probing  # a probe that times out does not extend the knowledge
             exporter.abandon("refused the export" if exporter.failed.is_set() else f"gave no answer within the exit timeout of {self._exit_timeout:g}s", hung)
@@ -277,5 +295,7 @@ class Delivery:
     def _at_exit(self) -> None:
         if self.flush_before_exit():  # the SDK's own shutdown would wait for a stuck export
             self._provider.shutdown()
+        for flush in _after_spans:
+            flush()
         if os.getpid() == self._owner:
             self.exporter.state.report_remaining()

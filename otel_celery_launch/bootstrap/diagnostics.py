@@ -1,19 +1,42 @@
 """The launcher's own voice inside the child: one logger, straight to the real stderr.
 
 It does not go through the root logger, so neither Celery's logging setup nor the
-application's can swallow or duplicate it.
+application's can swallow or duplicate it. Its lines are written with one ``os.write``
+and no lock: they are also written from eventlet's pool of real threads (exports), where a
+lock that eventlet made green would leave the thread waiting on a hub that never runs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 logger = logging.getLogger("otel_celery_launch")
 
 
+class _LockFreeHandler(logging.Handler):
+    def __init__(self, descriptor: int) -> None:
+        super().__init__()
+        self._descriptor = descriptor
+
+    def createLock(self) -> None:  # noqa: N802 (logging API)
+        self.lock = None
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        if self.filter(record):
+            self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            os.write(self._descriptor, (self.format(record) + "\n").encode(errors="replace"))
+        except OSError:  # stderr closed: nowhere to say it
+            pass
+
+
 def configure(level: str) -> None:
-    handler = logging.StreamHandler(sys.__stderr__)
+    handler = _LockFreeHandler(sys.__stderr__.fileno() if sys.__stderr__ is not None else 2)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level.upper())

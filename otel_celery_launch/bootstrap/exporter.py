@@ -137,19 +137,40 @@ class _OnRealThread:
     """Exports from a real OS thread: eventlet cannot make gRPC's blocking calls cooperative.
 
     (gRPC supports gevent, see above; the HTTP exporter's sockets are patched by both.)
+    Each call gets its own daemon thread of the unpatched ``threading`` module, which the
+    green caller polls: eventlet's own pool of threads is joined at exit, and a call stuck
+    there (on a lock eventlet made green, in a thread whose hub never runs) held the exit.
     """
 
     def __init__(self, exporter: Any) -> None:
-        from eventlet import tpool
+        from eventlet import patcher, sleep
 
         self._exporter = exporter
-        self._execute = tpool.execute
+        self._threading = patcher.original("threading")
+        self._sleep = sleep
 
     def __getattr__(self, name: str) -> Any:  # what the SDK reads of a metric exporter: temporality, aggregation
         return getattr(self._exporter, name)
 
+    def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = function(*args, **kwargs)
+            except BaseException as error:  # handed to the caller
+                outcome["error"] = error
+
+        thread = self._threading.Thread(target=run, name="otel-celery-launch-export", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            self._sleep(0.005)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
+
     def export(self, batch: Any, **options: Any) -> Any:
-        return self._execute(self._exporter.export, batch, **options)
+        return self._call(self._exporter.export, batch, **options)
 
     def shutdown(self, **options: Any) -> None:
-        self._execute(self._exporter.shutdown, **options)
+        self._call(self._exporter.shutdown, **options)

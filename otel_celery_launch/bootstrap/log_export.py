@@ -17,6 +17,7 @@ import threading
 from collections.abc import MutableMapping
 from typing import Any
 
+from otel_celery_launch.bootstrap.delivery import exit_after_spans
 from otel_celery_launch.bootstrap.diagnostics import telemetry_failed
 from otel_celery_launch.bootstrap.exporter import build_exporter, signal_endpoint
 from otel_celery_launch.bootstrap.signal_failures import report_failures
@@ -26,6 +27,9 @@ _OWN = ("opentelemetry", "otel_celery_launch", "otel-celery-launch", "urllib3", 
 _provider: Any = None
 _handler: logging.Handler | None = None
 _exit_timeout = 2.0  # the plan's batch.exit_timeout, once installed
+_failed = threading.Event()  # a try failed in this process
+_flushed_in = 0  # the process that flushed at exit already
+_exporter: _PerProcessExporter | None = None
 
 
 class _PerProcessExporter:
@@ -69,15 +73,16 @@ def install_log_export(plan: Plan) -> None:
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
-    global _provider, _handler, _exit_timeout
+    global _provider, _handler, _exit_timeout, _failed, _exporter
     if _provider is not None:
         return
     _exit_timeout = plan.batch.exit_timeout
-    report_failures("logs", plan.exporter, signal_endpoint(plan.exporter, "logs"))
+    _failed = report_failures("logs", plan.exporter, signal_endpoint(plan.exporter, "logs"))
     _provider = LoggerProvider(resource=Resource.create(plan.resource), shutdown_on_exit=False)
+    _exporter = _PerProcessExporter(plan)
     _provider.add_log_record_processor(
         BatchLogRecordProcessor(
-            _PerProcessExporter(plan),  # type: ignore[arg-type]
+            _exporter,  # type: ignore[arg-type]
             schedule_delay_millis=plan.batch.schedule_delay * 1000,
             max_queue_size=plan.batch.max_queue_size,
             max_export_batch_size=plan.batch.max_export_batch_size,
@@ -92,9 +97,7 @@ def install_log_export(plan: Plan) -> None:
         _export(record)
 
     logging.Logger.callHandlers = call_handlers_and_export  # type: ignore[method-assign]
-    import atexit
-
-    atexit.register(flush_logs_before_exit)
+    exit_after_spans(flush_logs_before_exit)
 
 
 def export_structlog_event(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -120,10 +123,13 @@ def _export(record: logging.LogRecord) -> None:
 
 def flush_logs_before_exit() -> None:
     """Bounded: prefork children leave through ``os._exit``; a hung collector must not hold the exit."""
-    from otel_celery_launch.bootstrap.delivery import PROBE_TIMEOUT, collector_hung
+    from otel_celery_launch.bootstrap.delivery import PROBE_TIMEOUT, collector_hung, wait_for_one_try
 
-    if _provider is None:
+    global _flushed_in
+    if _provider is None or _flushed_in == os.getpid():
         return
+    _flushed_in = os.getpid()
+    _failed.clear()
     done = threading.Event()
 
     def flush() -> None:
@@ -133,4 +139,5 @@ def flush_logs_before_exit() -> None:
             done.set()
 
     threading.Thread(target=flush, name="otel-celery-launch-logs-flush", daemon=True).start()
-    done.wait(min(PROBE_TIMEOUT, _exit_timeout) if collector_hung() else _exit_timeout)
+    if not wait_for_one_try(done, _failed, min(PROBE_TIMEOUT, _exit_timeout) if collector_hung() else _exit_timeout) and _exporter:
+        _exporter.shutdown()  # cut the exporter's retries, or a hung try; the process is going

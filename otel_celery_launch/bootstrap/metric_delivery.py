@@ -13,7 +13,6 @@ known hung), from a daemon thread that a hung collector cannot keep alive.
 
 from __future__ import annotations
 
-import atexit
 import os
 import threading
 from typing import Any
@@ -22,6 +21,7 @@ from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, Observa
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExportResult, MetricReader, MetricsData
 from opentelemetry.sdk.resources import Resource
 
+from otel_celery_launch.bootstrap.delivery import exit_after_spans
 from otel_celery_launch.bootstrap.diagnostics import telemetry_failed
 from otel_celery_launch.bootstrap.exporter import build_exporter, signal_endpoint
 from otel_celery_launch.bootstrap.signal_failures import report_failures
@@ -42,6 +42,7 @@ class ProcessMetricReader(MetricReader):
         os.register_at_fork(after_in_child=self._forked)
 
     def _start(self) -> None:
+        self.failed = threading.Event()  # a try failed in this process (set by signal_failures)
         self._pid = os.getpid()
         self._exporter: Any = None
         self._kept: list[MetricsData] = []
@@ -92,10 +93,13 @@ class ProcessMetricReader(MetricReader):
         return self._exporter or None
 
     def flush_before_exit(self) -> None:
-        """Collect and try once, bounded: for exits that skip atexit (prefork children) and at exit."""
-        from otel_celery_launch.bootstrap.delivery import PROBE_TIMEOUT, collector_hung
+        """Collect and try once, bounded: for exits that skip atexit (prefork children) and at exit; once per process."""
+        from otel_celery_launch.bootstrap.delivery import PROBE_TIMEOUT, collector_hung, wait_for_one_try
 
+        if self._stop.is_set():
+            return
         self._stop.set()
+        self.failed.clear()
         done = threading.Event()
 
         def flush() -> None:
@@ -108,8 +112,8 @@ class ProcessMetricReader(MetricReader):
 
         threading.Thread(target=flush, name="otel-celery-launch-metrics-flush", daemon=True).start()
         wait = min(PROBE_TIMEOUT, self._plan.batch.exit_timeout) if collector_hung() else self._plan.batch.exit_timeout
-        if not done.wait(wait) and self._exporter:
-            self._exporter.shutdown()  # cut a hung try; the process is going
+        if not wait_for_one_try(done, self.failed, wait) and self._exporter:
+            self._exporter.shutdown()  # cut the exporter's own retries, or a hung try; the process is going
 
     def shutdown(self, timeout_millis: float = 30_000, **_: Any) -> None:
         self._stop.set()
@@ -123,11 +127,7 @@ def install_meter_provider(plan: Plan) -> None:
     if _installed is not None:
         return
     _installed = ProcessMetricReader(plan)
-    report_failures("metrics", plan.exporter, signal_endpoint(plan.exporter, "metrics"))
+    _installed.failed = report_failures("metrics", plan.exporter, signal_endpoint(plan.exporter, "metrics"))
     metrics.set_meter_provider(MeterProvider(metric_readers=[_installed], resource=Resource.create(plan.resource), shutdown_on_exit=False))
-    atexit.register(_installed.flush_before_exit)
+    exit_after_spans(_installed.flush_before_exit)
 
-
-def flush_metrics_before_exit() -> None:
-    if _installed is not None:
-        _installed.flush_before_exit()

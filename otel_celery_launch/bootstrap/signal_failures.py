@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from urllib.parse import urlsplit
 
 from otel_celery_launch.bootstrap.diagnostics import logger
@@ -19,19 +20,26 @@ from otel_celery_launch.masking import host_port
 _GRPC = "opentelemetry.exporter.otlp.proto.grpc.exporter"  # shared by all signals
 _HTTP = {"metrics": "opentelemetry.exporter.otlp.proto.http.metric_exporter", "logs": "opentelemetry.exporter.otlp.proto.http._log_exporter"}
 _SAID_AS = {"metrics": ("metrics",), "logs": ("logs",)}
+_SHUTTING_DOWN = ("Shutdown in progress", "Exporter already shutdown", "OTLP client already shutdown")
 
 
-def report_failures(signal: str, plan: ExporterPlan, endpoint: str | None) -> None:
+def report_failures(signal: str, plan: ExporterPlan, endpoint: str | None) -> threading.Event:
+    """Returns an event set at each failed try in this process: an exit stops waiting on it (one try, no retries)."""
     owner = os.getpid()
     warned = False
+    failed = threading.Event()
     path = urlsplit(endpoint or "").path or "/"
 
     def said(record: logging.LogRecord) -> bool:
         nonlocal warned
         args = record.args if isinstance(record.args, tuple) else ()
-        found = from_exporter_log(plan.protocol, path, str(record.msg), args)
+        message = str(record.msg)
+        if record.name != _GRPC and message.startswith(_SHUTTING_DOWN):
+            return False
+        found = from_exporter_log(plan.protocol, path, message, args)
         if found is None or found[0] not in _SAID_AS[signal]:
             return True
+        failed.set()
         if not warned and os.getpid() == owner:
             warned = True
             logger.warning("otel-celery-launch: warning: %s not exported: the collector at %s %s; they are sent with a later "
@@ -40,3 +48,4 @@ def report_failures(signal: str, plan: ExporterPlan, endpoint: str | None) -> No
 
     for name in (_GRPC, _HTTP[signal]):
         logging.getLogger(name).addFilter(said)
+    return failed

@@ -14,69 +14,51 @@ import tempfile
 import time
 from pathlib import Path
 
-from otel_celery_launch.demo.receiver import HttpReceiver, Span
+from otel_celery_launch.view.collector import LocalCollector, Span
+from otel_celery_launch.view.render import render_trace
 
 APP_DIR = Path(__file__).parent / "app"
 RUN_SPAN = "run/tasks.charge"
 TIMEOUT = 12.0
 
 
-def _launch(receiver: HttpReceiver, service: str, command: list[str], env: dict[str, str], log) -> subprocess.Popen[bytes]:
+def _launch(receiver: LocalCollector, service: str, command: list[str], env: dict[str, str], log) -> subprocess.Popen[bytes]:
     launcher = [sys.executable, "-m", "otel_celery_launch", "--service-name", service,
-                "--exporter-protocol", "http/protobuf", "--exporter-endpoint", receiver.url,
+                "--exporter-protocol", "http/protobuf", "--exporter-endpoint", receiver.http_url,
                 "--batch-schedule-delay", "100ms", "--"]
     return subprocess.Popen(launcher + command, cwd=APP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def run_demo() -> int:
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="otel-celery-demo-") as folder, HttpReceiver() as receiver:
+    with tempfile.TemporaryDirectory(prefix="otel-celery-demo-") as folder, LocalCollector() as receiver:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CELERY_"))}
         env["DEMO_BROKER_DIR"] = folder
         log_path = Path(folder, "processes.log")
-        print(f"embedded collector at {receiver.url}, broker in {folder}")
+        print(f"embedded collector at {receiver.http_url}, broker in {folder}")
         with open(log_path, "wb") as log:
             worker = _launch(receiver, "demo-worker", [sys.executable, "-m", "celery", "-q", "-A", "tasks", "worker", "-P", "solo",
                                                        "--without-gossip", "--without-mingle", "--without-heartbeat"], env, log)
             producer = _launch(receiver, "demo-producer", [sys.executable, "producer.py"], env, log)
             print("producer: checkout span with baggage tenant_id=acme_corp, request_source=api_gateway; charge.delay()")
             producer.wait(TIMEOUT)
-            arrived = receiver.wait_for(RUN_SPAN, TIMEOUT - (time.monotonic() - started))
+            arrived = receiver.wait_for_span(RUN_SPAN, TIMEOUT - (time.monotonic() - started))
             worker.send_signal(signal.SIGTERM)
             worker.wait(TIMEOUT)
         if not arrived or producer.returncode != 0:
             print("the worker's span never arrived; what the processes said:\n" + log_path.read_text(errors="replace"))
             return 1
         with receiver.arrived:
-            spans = list(receiver.spans)
+            spans = list(receiver.received.spans)
     print(render_tree(spans))
     print(f"done in {time.monotonic() - started:.1f}s")
     return 0
 
 
 def render_tree(spans: list[Span]) -> str:
-    by_parent: dict[str, list[Span]] = {}
-    for span in spans:
-        by_parent.setdefault(span.parent_id, []).append(span)
-    known = {span.span_id for span in spans}
-    roots = [span for span in spans if span.parent_id not in known]
-    lines = []
-    for root in roots:
-        lines.append(f"\ntrace {root.trace_id}")
-        lines += _branch(root, by_parent, "")
+    lines = ["", render_trace(spans)]
     run = next((span for span in spans if span.name == RUN_SPAN), None)
     if run is not None:
         lines.append(f"\nbaggage the worker saw: {run.attributes.get('demo.baggage_seen') or '(none)'}")
         lines.append("one trace across producer and worker: " + ("yes" if len({s.trace_id for s in spans}) == 1 else "NO"))
     return "\n".join(lines)
-
-
-_KINDS = {3: "client", 4: "producer", 5: "consumer"}
-
-
-def _branch(span: Span, by_parent: dict[str, list[Span]], indent: str) -> list[str]:
-    kind = f" [{_KINDS[span.kind]}]" if span.kind in _KINDS else ""
-    lines = [f"{indent}└─ {span.name}{kind}  ({span.service}, span {span.span_id})"]
-    for child in by_parent.get(span.span_id, []):
-        lines += _branch(child, by_parent, indent + "   ")
-    return lines
