@@ -64,6 +64,7 @@ class InstrumentationPlan:
     name: str  # as installed: celery, flask, ...
     target: str  # module:attribute of the instrumentor
     modules: tuple[str, ...]  # importing any of these activates it
+    guards: tuple[str, ...] = ()  # top-level packages its set-up imports from (only their half-made modules hold it back)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,15 @@ class Plan:
     instrumentations: tuple[InstrumentationPlan, ...] = ()  # those to activate: on, and able to run here
     prefix: str = ""  # sys.prefix of the launcher's Python: other interpreters that inherit the plan ignore it
     secrets: tuple[int, int] | None = None  # (descriptor, PID) of the header values, for the exec'd process
+
+    @property
+    def sends_metrics(self) -> bool:
+        """Metrics and logs go over OTLP only: on the console they would bury the spans."""
+        return self.metrics.enabled and self.exporter.protocol in ("grpc", "http/protobuf")
+
+    @property
+    def sends_logs(self) -> bool:
+        return self.logs.export and self.exporter.protocol in ("grpc", "http/protobuf")
 
     def to_env(self) -> str:
         """The plan without its secrets: header values, and an endpoint with credentials or a query."""
@@ -104,7 +114,8 @@ class Plan:
                 "logs": LogsPlan(**data.get("logs", {})),
                 "metrics": MetricsPlan(**data.get("metrics", {})),
                 "instrumentations": tuple(
-                    InstrumentationPlan(item["name"], item["target"], tuple(item["modules"])) for item in data.get("instrumentations", ())
+                    InstrumentationPlan(item["name"], item["target"], tuple(item["modules"]), tuple(item.get("guards", ())))
+                    for item in data.get("instrumentations", ())
                 ),
                 "secrets": tuple(secrets) if secrets else None,
             }

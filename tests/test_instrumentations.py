@@ -167,3 +167,66 @@ def test_the_redis_brokers_own_commands_make_no_spans(tmp_path: Path, receiver: 
     commands = [span for span in spans if is_redis(span)]
     assert [span.name for span in commands] == ["SET"] * 3, [(s.name, s.parent_span_id in runs) for s in commands]
     assert all(span.parent_span_id in runs for span in commands)
+
+
+APP = """from flask import Flask
+app = Flask(__name__)
+
+@app.route("/x")
+def x():
+    return "hi"
+"""
+SHOW_APP = "print(type(app).__name__, app.test_client().get('/x').data.decode())"
+
+
+def test_an_application_installed_in_site_packages_is_instrumented() -> None:
+    import site
+    import shutil
+    import uuid
+
+    package = f"zz_installed_app_{uuid.uuid4().hex[:8]}"
+    where = Path(site.getsitepackages()[0]) / package
+    where.mkdir()
+    try:
+        (where / "__init__.py").write_text(APP)  # `from flask import Flask` runs inside a library module's import
+        result = run_launcher(["--exporter-protocol", "console", "--", "python", "-c", f"from {package} import app\n{SHOW_APP}"], clean_env())
+    finally:
+        shutil.rmtree(where)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("_InstrumentedFlask hi"), result.stdout
+    assert '"name": "GET /x"' in result.stdout
+
+
+def test_flask_is_instrumented_while_another_thread_imports_a_library(tmp_path: Path) -> None:
+    (tmp_path / "webmod.py").write_text(APP)
+    code = ("import threading\nthread = threading.Thread(target=lambda: __import__('psycopg'))\nthread.start()\n"
+            f"from webmod import app\nthread.join()\n{SHOW_APP}")
+    for _ in range(3):
+        result = run_launcher(["--exporter-protocol", "console", "--", "python", "-c", code], clean_env(PYTHONPATH=str(tmp_path)))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("_InstrumentedFlask hi"), result.stdout
+
+
+def test_unreadable_metadata_turns_one_instrumentation_off_with_a_warning(tmp_path: Path) -> None:
+    fake_instrumentation(tmp_path, "malformed", ["requests >>= 2 ; extra == 'instruments'"])
+    check = run_launcher(["check", "--json"], clean_env(PYTHONPATH=str(tmp_path)))
+    assert check.returncode == 0, check.stderr
+    states = {item["name"]: item["state"] for item in json.loads(check.stdout)["instrumentations"]}
+    assert states["malformed"].startswith("off: unreadable package metadata"), states
+    result = run_launcher(["--", "python", "-c", "print('ran')"], clean_env(PYTHONPATH=str(tmp_path)))
+    assert result.returncode == 0 and result.stdout == "ran\n", result.stderr
+    assert [line for line in result.stderr.splitlines() if "malformed" in line] and "Traceback" not in result.stderr
+
+
+def test_a_standard_library_instrumentation_waits_for_the_programs_first_use_of_tracing(tmp_path: Path) -> None:
+    fake_instrumentation(tmp_path, "threading", [])  # threading is imported by every Python start
+    env = clean_env(PYTHONPATH=str(tmp_path), OTEL_TRACES_EXPORTER="none")
+    untraced = run_launcher(["--", "python", "-c", "import decimal; print('done')"], env)
+    assert untraced.stdout.split() == ["done"], untraced.stderr
+    traced = run_launcher(["--", "python", "-c", "from opentelemetry import trace\ntrace.get_tracer('t').start_span('s').end()\nprint('done')"], env)
+    assert traced.stdout.split() == ["fake", "instrumented", "done"], traced.stderr
+
+
+def test_upstream_names_switched_off_are_accepted_even_when_not_installed() -> None:
+    result = run_launcher(["--", "python", "-c", "print('ran')"], clean_env(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="kafka,grpc_client,aiohttp-client"))
+    assert (result.returncode, result.stdout) == (0, "ran\n"), result.stderr

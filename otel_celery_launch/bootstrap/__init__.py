@@ -48,7 +48,7 @@ def start() -> None:
         _guarded("setting up the tracer provider", lambda: install_tracer_provider(plan)),
         arm=_guarded("watching for the first span", report_first_span(lambda: use("opentelemetry.trace"))),
     )
-    if plan.metrics.enabled and plan.exporter.protocol != "none":
+    if plan.sends_metrics:
         activate_when_imported("opentelemetry.metrics", ["opentelemetry"], _guarded("setting up the meter provider", lambda: _install_meter_provider(plan)))
     activate_when_imported(
         "opentelemetry.propagate", ["opentelemetry"], _guarded("setting up the propagators", lambda: install_propagators(plan))

@@ -50,6 +50,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 FIRST_USE_WAIT = 1.0  # longest a first use waits for another thread's set-up of the same library, in seconds
+OTHER_IMPORT_WAIT = 5.0  # longest a set-up waits for another thread's import of its packages (bounded: no deadlock lasts)
 _FIND_AND_LOAD = getattr(_bootstrap, "_find_and_load").__code__
 _PATCHERS = ("gevent.monkey", "eventlet.patcher")
 _PATCHING = ("patch", "green", "monkey_patch", "upgrade")  # their functions that patch or sweep live objects
@@ -66,8 +67,10 @@ class Activation:
     packages: frozenset[str]  # top-level packages whose imports are watched until it has run
     install: Callable[[], None]
     arm: Callable[[ModuleType], None] | None = None
+    guards: frozenset[str] | None = None  # the top-level packages its set-up imports from; None: any library
     state: str = "waiting"  # waiting -> due (trigger imported) -> running -> done
     thread: int = 0  # the thread that runs the set-up
+    importer: int = 0  # the thread whose import of the trigger made it due
 
 
 _activations: list[Activation] = []
@@ -75,10 +78,21 @@ _lock = threading.Lock()
 
 
 def activate_when_imported(
-    trigger: str, packages: Sequence[str], install: Callable[[], None], arm: Callable[[ModuleType], None] | None = None
+    trigger: str,
+    packages: Sequence[str],
+    install: Callable[[], None],
+    arm: Callable[[ModuleType], None] | None = None,
+    guards: Sequence[str] | None = None,
 ) -> None:
-    """Run ``install`` at the first safe moment after ``trigger`` has been imported."""
-    _activations.append(Activation(trigger, frozenset(packages) | {trigger.partition(".")[0]}, install, arm))
+    """Run ``install`` at the first safe moment after ``trigger`` has been imported.
+
+    ``guards``, when known, are all the top-level packages the set-up may import (an
+    instrumentation's distribution and what it requires, from metadata): only a half-made
+    module of those holds it back, so it runs before the importing module binds what it
+    patches (``from flask import Flask`` in an application installed in site-packages).
+    """
+    _activations.append(Activation(trigger, frozenset(packages) | {trigger.partition(".")[0]}, install, arm,
+                                   None if guards is None else frozenset(guards) | {trigger.partition(".")[0]}))
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
     module = sys.modules.get(trigger)
@@ -98,7 +112,7 @@ def use(trigger: str) -> None:
             continue
         while activation.state in ("due", "running") and activation.thread != threading.get_ident():
             if activation.state == "due":
-                if _blocked(None):
+                if _blocked(None, activation.guards):
                     return  # this thread's own import stands in the way: its end sets the library up
                 _settle()
             elif time.monotonic() < deadline:
@@ -113,7 +127,7 @@ def _triggered(module: ModuleType) -> None:
             with _lock:
                 if activation.state != "waiting":
                     continue
-                activation.state = "due"
+                activation.state, activation.importer = "due", threading.get_ident()
             if activation.arm is not None:
                 activation.arm(module)
 
@@ -124,10 +138,10 @@ def _settle(finished: str | None = None) -> None:
     Safety is looked at again after each set-up: one may import a trigger, and leave
     another set-up due.
     """
-    while any(activation.state == "due" for activation in _activations):
-        if _blocked(finished):
-            return
+    while True:
         for activation in _activations:
+            if activation.state != "due" or not _clear(finished, activation):
+                continue
             with _lock:
                 if activation.state != "due":
                     continue
@@ -137,10 +151,28 @@ def _settle(finished: str | None = None) -> None:
             finally:
                 activation.state = "done"
             break
+        else:
+            return
 
 
-def _blocked(finished: str | None) -> bool:
-    """Whether setting up now could meet a half-made module.
+def _clear(finished: str | None, activation: Activation) -> bool:
+    """Whether a set-up may run now. When only another thread's import of its packages is in
+    the way of one with guards, the thread that imported the trigger waits for that import
+    (at most OTHER_IMPORT_WAIT): deferring past it would let the importing module bind what
+    the set-up patches. Other threads do not wait: two could wait for each other."""
+    guards = activation.guards
+    if guards is None or activation.importer != threading.get_ident():
+        return not _blocked(finished, guards)
+    deadline = time.monotonic() + OTHER_IMPORT_WAIT
+    while _blocked(finished, guards):
+        if _blocked(finished, guards, here_only=True) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def _blocked(finished: str | None, guards: frozenset[str] | None = None, here_only: bool = False) -> bool:
+    """Whether setting up now could meet a half-made module (of ``guards``, when given; else of any library).
 
     This thread's own imports are what matter: a module another thread is importing is
     locked, and an import of it from here waits until it is whole, unless this thread
@@ -155,7 +187,8 @@ def _blocked(finished: str | None) -> bool:
             if walking.f_code is _FIND_AND_LOAD:
                 importing_here = importing_here or thread == me
                 name = walking.f_locals.get("name")
-                blocked = isinstance(name, str) and name != finished and _half_made_library(name)
+                blocked = isinstance(name, str) and name != finished and (
+                    _half_made_library(name) if guards is None else name.partition(".")[0] in guards and _half_made(name))
             else:
                 blocked = walking.f_globals.get("__name__", "").startswith(_PATCHERS) and walking.f_code.co_name.lstrip("_").startswith(_PATCHING)
             if blocked and thread == me:
@@ -163,7 +196,7 @@ def _blocked(finished: str | None) -> bool:
             elif blocked:
                 elsewhere = True
             walking = walking.f_back
-    return here or (importing_here and elsewhere)
+    return here or (importing_here and elsewhere and not here_only)
 
 
 def _half_made_library(name: str) -> bool:

@@ -42,13 +42,13 @@ def instrument_celery(plan: Plan) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor, utils
 
     # Tutorial code calls instrument() itself, before or after ours; the second call does
-    # nothing, so its warning is noise.
+    # nothing, so its warning is noise (said once: bootstrap.instrumentations silences it too).
     silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
     if plans_celery(plan):  # otherwise switched off, or unable to run here: the hooks below still keep other spans
         utils.retrieve_task_from_sender = task_from_sender(utils.retrieve_task_from_sender)  # type: ignore[assignment]
         CeleryInstrumentor().instrument(skip_dep_check=True)
 
-    if plan.metrics.enabled and plan.exporter.protocol != "none":
+    if plan.sends_metrics:
         from otel_celery_launch.bootstrap.celery_metrics import record_celery_metrics
 
         record_celery_metrics(plan)
@@ -80,7 +80,7 @@ def _import_exporter_ahead(plan: Plan) -> None:
     from otel_celery_launch.bootstrap.exporter import import_ahead
 
     try:
-        import_ahead(plan.exporter, ["traces"] + ["metrics"] * plan.metrics.enabled + ["logs"] * plan.logs.export)
+        import_ahead(plan.exporter, ["traces"] + ["metrics"] * plan.sends_metrics + ["logs"] * plan.sends_logs)
     except Exception as error:  # the child will try again, and say so if it fails too
         logger.debug("importing the exporter ahead failed: %r", error)
 

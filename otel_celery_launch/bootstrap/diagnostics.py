@@ -43,14 +43,13 @@ def configure(level: str) -> None:
     logger.propagate = False
 
 
-_warned = False
+_warned: set[str] = set()
 
 
 def telemetry_failed(stage: str, error: BaseException) -> None:
-    """Fail open: the program keeps running and says so once; details go to debug."""
-    global _warned
-    level = logging.DEBUG if _warned else logging.WARNING
-    _warned = True
+    """Fail open: the program keeps running and says so once per stage (each broken instrumentation is named); details go to debug."""
+    level = logging.DEBUG if stage in _warned else logging.WARNING
+    _warned.add(stage)
     logger.log(
         level,
         "otel-celery-launch: warning: %s failed (%s: %s); the program runs on with tracing incomplete",

@@ -55,7 +55,7 @@ def install_tracer_provider(plan: Plan) -> None:
 
         Delivery(provider, plan)
     trace.set_tracer_provider(provider)
-    if plan.logs.export and plan.exporter.protocol != "none":
+    if plan.sends_logs:
         from otel_celery_launch.bootstrap.log_export import install_log_export
 
         install_log_export(plan)

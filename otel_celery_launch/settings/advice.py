@@ -28,7 +28,7 @@ def _instrumentation_mistakes(settings: Settings) -> list[str]:
     wanted = settings.instrumentations
     installed = {item.name: item for item in installed_instrumentations()}
     advice = [
-        f"instrumentations: {item.name} is off: {item.problem} (otel-celery-launch requirements prints a coherent set)"
+        f"instrumentations: {item.name} is off: {item.problem}" + (" (otel-celery-launch requirements prints a coherent set)" if item.skewed else "")
         for item in installed.values()
         if item.problem is not None and wanted.uses(item.name) and (item.skewed or not item.problem.startswith("library not installed"))
     ]

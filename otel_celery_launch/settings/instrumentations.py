@@ -33,6 +33,7 @@ class Instrumentation:
     libraries: tuple[str, ...]  # what it instruments, as requirements (flask>=1.0)
     modules: tuple[str, ...]  # top-level modules whose import means the library is in use
     problem: str | None  # why it cannot run here; None when it can
+    guards: tuple[str, ...] = ()  # top-level packages its set-up imports from: it and what it requires
 
     @property
     def skewed(self) -> bool:
@@ -45,7 +46,7 @@ def installed_instrumentations() -> tuple[Instrumentation, ...]:
     found: dict[str, Instrumentation] = {}
     for point in entry_points(group=GROUP):
         if point.name not in found and point.dist is not None:
-            found[point.name] = _describe(point.name, point.value, point.dist)
+            found[point.name] = _describe(point.name, f"{point.module}:{point.attr}", point.dist)
     return tuple(sorted(found.values(), key=lambda item: item.name))
 
 
@@ -57,10 +58,19 @@ def known_names() -> tuple[str, ...]:
     except ImportError:
         return ()
     packages = [entry["instrumentation"] for entry in libraries] + list(default_instrumentations)
-    return tuple(sorted({_requirement_name(text).removeprefix(PREFIX).replace("-", "_") for text in packages}))
+    suffixes = {_requirement_name(text).removeprefix(PREFIX) for text in packages}
+    return tuple(sorted(suffixes | {suffix.replace("-", "_") for suffix in suffixes}))
 
 
 def _describe(name: str, target: str, dist: Distribution) -> Instrumentation:
+    try:
+        return _read(name, target, dist)
+    except Exception as error:  # metadata that does not parse: off, and said why
+        package = str(dist.metadata["Name"] or name)
+        return Instrumentation(name, target, package, str(dist.version), (), (), f"unreadable package metadata ({type(error).__name__}: {error})")
+
+
+def _read(name: str, target: str, dist: Distribution) -> Instrumentation:
     from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
 
     package, own_version = dist.metadata["Name"], dist.version
@@ -76,7 +86,47 @@ def _describe(name: str, target: str, dist: Distribution) -> Instrumentation:
         modules = (name,)
     if problem is None and not modules:
         problem = "no library to watch for: it names none, and its name is not a standard library module"
-    return Instrumentation(name, target, package, own_version, libraries, modules, problem)
+    guards = tuple(sorted(_closure_modules(package)))
+    return Instrumentation(name, target, package, own_version, libraries, modules, problem, guards)
+
+
+@cache
+def _closure_modules(package: str) -> frozenset[str]:
+    """The top-level modules of a distribution and of everything it requires (extras aside), from metadata.
+
+    A module name is read from ``top_level.txt`` where there is one, else taken from the
+    distribution's name (``opentelemetry-*`` share the ``opentelemetry`` namespace).
+    """
+    from packaging.requirements import Requirement
+
+    found: set[str] = set()
+    pending, seen = [package], set()
+    while pending:
+        name = _normal(pending.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            continue
+        listed = dist.read_text("top_level.txt")
+        if listed:
+            found.update(line.strip() for line in listed.splitlines() if line.strip() and "/" not in line)
+        else:
+            found.add("opentelemetry" if name.startswith("opentelemetry-") else name.replace("-", "_"))
+        for text in dist.requires or []:
+            try:
+                requirement = Requirement(text)
+                if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                    pending.append(requirement.name)
+            except Exception:  # a requirement that does not parse: skipped here, reported by _read
+                continue
+    return frozenset(found)
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def _skew(package: str, own_version: str, requires: list[str]) -> str | None:
@@ -103,6 +153,7 @@ def _skew(package: str, own_version: str, requires: list[str]) -> str | None:
 def _conflict(conflict: object) -> str:
     found = getattr(conflict, "found", None) or ", ".join(getattr(conflict, "found_any", None) or ())
     required = getattr(conflict, "required", None) or " or ".join(map(str, getattr(conflict, "required_any", None) or ()))
+    required = str(required).partition(";")[0].strip()  # without its marker (extra == "instruments")
     if found:
         return f"library version outside the supported range: needs {required}, {found} is installed"
     return f"library not installed: needs {required}"

@@ -49,8 +49,14 @@ EVERY_INSTRUMENTATION = "all"
 NO_INSTRUMENTATION = "*"  # as OTEL_PYTHON_DISABLED_INSTRUMENTATIONS writes "every one"
 
 
-def _instrumentation_name(wildcard: str) -> Callable[[str], str]:
-    """An installed instrumentation, one opentelemetry-instrumentation knows (installed in another image), or the wildcard."""
+def _instrumentation_name(wildcard: str, strict: bool) -> Callable[[str], str]:
+    """An installed instrumentation, one opentelemetry-instrumentation knows (installed in another image), or the wildcard.
+
+    Not ``strict`` (names switched off): any name is accepted unless it looks like a
+    misspelling of an installed one, since upstream entry points are named otherwise than
+    their packages (``grpc_client``, ``kafka``) and a name switched off that is not
+    installed here is harmless, as with ``opentelemetry-instrument``.
+    """
 
     def check(name: str) -> str:
         import difflib
@@ -60,15 +66,18 @@ def _instrumentation_name(wildcard: str) -> Callable[[str], str]:
         installed = [item.name for item in installed_instrumentations()]
         if name == wildcard or name in installed or name in known_names():
             return name
-        guess = difflib.get_close_matches(name, installed, n=1, cutoff=0.6) or difflib.get_close_matches(name, known_names(), n=1, cutoff=0.6)
+        guess = difflib.get_close_matches(name, installed, n=1, cutoff=0.6)
+        if not strict and not difflib.get_close_matches(name, installed, n=1, cutoff=0.75) and name.isascii() and name.isprintable():
+            return name
+        guess = guess or difflib.get_close_matches(name, known_names(), n=1, cutoff=0.6)
         hint = f"did you mean {guess[0]!r}? " if guess else ""
         raise ValueError(f"is not an instrumentation; {hint}allowed: {wildcard}, or one installed: {', '.join(installed) or '(none)'}")
 
     return check
 
 
-EnabledName = Annotated[str, AfterValidator(_instrumentation_name(EVERY_INSTRUMENTATION))]
-DisabledName = Annotated[str, AfterValidator(_instrumentation_name(NO_INSTRUMENTATION))]
+EnabledName = Annotated[str, AfterValidator(_instrumentation_name(EVERY_INSTRUMENTATION, strict=True))]
+DisabledName = Annotated[str, AfterValidator(_instrumentation_name(NO_INSTRUMENTATION, strict=False))]
 
 
 class Section(BaseModel):
@@ -127,7 +136,7 @@ class BatchSettings(Section):
 
 class LogsSettings(Section):
     export: StrictBool = Field(
-        False, description="also send every log record the launcher formats to the collector, with its trace and span ids"
+        False, description="also send every log record the launcher formats to the OTLP collector, with its trace and span ids"
     )
     format: Literal["auto", "json", "console", "off"] = Field(
         "auto", description="log lines with trace ids: json, console, auto (console on a terminal), off (untouched)"
@@ -138,7 +147,7 @@ class LogsSettings(Section):
 
 
 class MetricsSettings(Section):
-    enabled: StrictBool = Field(True, description="Celery's task, worker and queue metrics (and instrumentations' own) to the exporter")
+    enabled: StrictBool = Field(True, description="Celery's task, worker and queue metrics (and instrumentations' own) to the OTLP exporter")
     export_interval: Duration = Field(60.0, description="time between two exports of metrics by each process")
     queue_depth_interval: Duration = Field(
         30.0, ge=1.0, description="time between two polls of each queue's depth, by the main process of each worker (1s at least)"

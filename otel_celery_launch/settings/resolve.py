@@ -62,7 +62,7 @@ def build_plan(settings: Settings) -> Plan:
         metrics=MetricsPlan(**settings.metrics.model_dump()),
         log_level=settings.log_level,
         instrumentations=tuple(
-            InstrumentationPlan(item.name, item.target, item.modules)
+            InstrumentationPlan(item.name, item.target, item.modules, item.guards)
             for item in installed_instrumentations()
             if item.problem is None and settings.instrumentations.uses(item.name)
         ),
