@@ -50,13 +50,15 @@ class _PerProcessExporter:
         return self._exporter
 
     def export(self, batch: Any) -> Any:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
         from opentelemetry.sdk._logs.export import LogRecordExportResult
 
         exporter = self._here()
         if exporter is None:
             return LogRecordExportResult.FAILURE
         try:
-            return exporter.export(batch)
+            with suppress_instrumentation():  # the exporter's own HTTP calls are not the program's
+                return exporter.export(batch)
         except Exception:
             return LogRecordExportResult.FAILURE
 

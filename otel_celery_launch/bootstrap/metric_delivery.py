@@ -69,9 +69,11 @@ class ProcessMetricReader(MetricReader):
                 telemetry_failed("collecting metrics", error)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **_: Any) -> None:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
         if self._discarding:
             return
-        with self._sending:
+        with self._sending, suppress_instrumentation():  # the exporter's own HTTP calls are not the program's
             self._kept = (self._kept + [metrics_data])[-KEPT_BATCHES:]
             exporter = self._exporter_here()
             while exporter is not None and self._kept:

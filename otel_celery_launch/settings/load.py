@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from urllib.parse import urlsplit
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ def _transport_problems(settings: Settings, origins: Mapping[FieldPath, str]) ->
     return problems
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the file is validated twice (merged, and on its own): say it once per key
 def _unknown_key(path: FieldPath) -> str:
     model: type[BaseModel] = Settings
     for key in path[:-1]:

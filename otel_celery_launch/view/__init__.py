@@ -1,7 +1,7 @@
 """``otel-celery-launch view``: a local collector that prints what arrives, for development.
 
 Each trace is printed as a tree once no span of it has arrived for ``settle`` seconds, with
-its log lines under the spans they belong to; log lines outside any span are printed as they come;
+its log lines under the spans they belong to (again, whole, if more of its spans arrive later); log lines outside any span are printed as they come;
 every ``metrics_every`` seconds, if metrics arrived since, the metrics received so far are summed up.
 """
 
@@ -21,7 +21,7 @@ def run_view(grpc_port: int, http_port: int, host: str, settle: float, metrics_e
         return 1
     with collector:
         print(f"listening: OTLP/gRPC at {collector.grpc_url}, OTLP/HTTP at {collector.http_url}; Ctrl-C stops", flush=True)
-        printed: set[str] = set()
+        printed: dict[str, int] = {}  # trace id -> spans it had when printed
         logs_shown = 0
         next_metrics = time.monotonic() + metrics_every
         summarised = 0  # metric exports already summed up
@@ -31,7 +31,11 @@ def run_view(grpc_port: int, http_port: int, host: str, settle: float, metrics_e
                 with collector.arrived:
                     received = collector.received
                     now = time.monotonic()
-                    done = [trace for trace, last in received.last_arrival.items() if trace not in printed and now - last >= settle]
+                    counts: dict[str, int] = {}
+                    for span in received.spans:
+                        counts[span.trace_id] = counts.get(span.trace_id, 0) + 1
+                    done = [trace for trace, last in received.last_arrival.items()
+                            if now - last >= settle and counts.get(trace, 0) > printed.get(trace, 0)]
                     spans = [span for span in received.spans if span.trace_id in done]
                     logs = [line for line in received.logs if line.span_id in {span.span_id for span in spans}]
                     loose = [line for line in received.logs[logs_shown:] if not line.span_id.strip("0")]
@@ -43,7 +47,7 @@ def run_view(grpc_port: int, http_port: int, host: str, settle: float, metrics_e
                     print(f"log {line.severity or 'LOG'} {line.body}  ({line.service}, {line.logger})", flush=True)
                 if spans:
                     print(render_trace(spans, logs), flush=True)
-                    printed.update(done)
+                    printed.update({trace: counts[trace] for trace in done})
                 if now >= next_metrics:
                     next_metrics = now + metrics_every
                     if summary:
