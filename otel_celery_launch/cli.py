@@ -219,9 +219,12 @@ def _view(argv: Sequence[str]) -> int:
             parser.error(f"--{name.replace('_', '-')} must be a port number from 0 to 65535")
     if not (0 < options.settle <= 3600 and 0 < options.metrics_every <= 3600):
         parser.error("--settle and --metrics-every must be more than 0 and at most 3600 seconds")
-    from otel_celery_launch.view import run_view
+    try:
+        from otel_celery_launch.view import run_view
 
-    return run_view(options.grpc_port, options.http_port, options.host, options.settle, options.metrics_every)
+        return run_view(options.grpc_port, options.http_port, options.host, options.settle, options.metrics_every)
+    except KeyboardInterrupt:  # Ctrl-C while starting
+        return 0
 
 
 def _demo(argv: Sequence[str]) -> int:

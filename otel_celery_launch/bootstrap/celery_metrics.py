@@ -86,16 +86,20 @@ def _started_run(task_id: str | None = None, task: Any = None, **_: Any) -> None
 
 
 def _finished_run(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
+    from celery.worker import state as worker_state
+
     started = _started.pop(task_id or "", None)
-    attributes = {TASK: str(getattr(task, "name", "")), QUEUE: _queue_of(getattr(task, "request", None)),
-                  OUTCOME: _OUTCOMES.get(str(state), str(state).lower())}
+    if state is None and task_id in worker_state.revoked:
+        return  # revoked while it ran: task_revoked counts it
+    outcome = "failure" if state is None else _OUTCOMES.get(str(state), str(state).lower())  # None: killed (time limit)
+    attributes = {TASK: str(getattr(task, "name", "")), QUEUE: _queue_of(getattr(task, "request", None)), OUTCOME: outcome}
     _get().outcomes.add(1, attributes)
     if started is not None:
         _get().duration.record(time.perf_counter() - started, attributes)
 
 
-def _revoked(request: Any = None, **_: Any) -> None:
-    name = getattr(request, "task_name", None) or getattr(request, "name", "")
+def _revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+    name = getattr(request, "task_name", None) or getattr(sender, "name", None) or getattr(request, "name", "")
     _get().outcomes.add(1, {TASK: str(name), QUEUE: _queue_of(request), OUTCOME: "revoked"})
 
 
@@ -109,18 +113,26 @@ def _observe_worker(consumer: Any, plan: Plan) -> None:
     from celery.worker import state
     from opentelemetry.metrics import Observation
 
+    from otel_celery_launch.bootstrap.metric_delivery import hold_until_exit
+
     owner, meter = os.getpid(), _get().meter
+    if "prefork" in type(consumer.pool).__module__:  # it forks pool processes for as long as it runs
+        hold_until_exit()
     where = {"celery.worker.hostname": str(getattr(consumer, "hostname", ""))}
 
     def observing(value: Any) -> Any:
+        last: list[Any] = []
+
         def callback(_: Any) -> list[Observation]:
             if os.getpid() != owner:  # forked children inherit the callbacks
                 return []
             try:
-                return [Observation(value(), where)]
-            except Exception:  # the pool is gone (shutting down): nothing to observe
-                return []
+                last[:] = [value()]
+            except Exception:  # the pool is gone (shutting down): its last value stands
+                pass
+            return [Observation(last[0], where)] if last else []
 
+        callback(None)  # read once now, while the pool is up: a held main process collects only as it exits
         return [callback]
 
     pool = consumer.pool

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import MutableMapping
 from typing import Any
@@ -104,7 +105,7 @@ def install_log_export(plan: Plan) -> None:
 
 def export_structlog_event(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A processor for structlog's default chain (which prints, bypassing logging): the event goes out too."""
-    if _handler is not None:
+    if _handler is not None and type(sys.stdout).__name__ != "LoggingProxy":  # in a task Celery logs the printed line
         level = logging.getLevelName(method_name.upper())
         fields = {key: value for key, value in event_dict.items() if key != "event"}
         record = logging.LogRecord(str(fields.pop("logger", "structlog")), level if isinstance(level, int) else logging.INFO,
@@ -115,7 +116,8 @@ def export_structlog_event(logger: Any, method_name: str, event_dict: MutableMap
 
 
 def _export(record: logging.LogRecord) -> None:
-    if _handler is None or record.name.startswith(_OWN) or threading.current_thread().name.startswith(("Otel", "otel-celery-launch")):
+    top = record.name.partition(".")[0]
+    if _handler is None or top in _OWN or threading.current_thread().name.startswith(("Otel", "otel-celery-launch")):
         return
     try:
         _handler.handle(record)

@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExpor
 from opentelemetry.sdk.resources import Resource
 
 from otel_celery_launch.bootstrap.delivery import exit_after_spans
-from otel_celery_launch.bootstrap.diagnostics import telemetry_failed
+from otel_celery_launch.bootstrap.diagnostics import silence, telemetry_failed
 from otel_celery_launch.bootstrap.exporter import build_exporter, signal_endpoint
 from otel_celery_launch.bootstrap.signal_failures import report_failures
 from otel_celery_launch.handoff import Plan
@@ -43,6 +43,7 @@ class ProcessMetricReader(MetricReader):
 
     def _start(self) -> None:
         self.failed = threading.Event()  # a try failed in this process (set by signal_failures)
+        self._held = False  # exports wait for the exit (see hold_until_exit)
         self._pid = os.getpid()
         self._exporter: Any = None
         self._kept: list[MetricsData] = []
@@ -52,7 +53,9 @@ class ProcessMetricReader(MetricReader):
         threading.Thread(target=self._tick, name="otel-celery-launch-metrics", daemon=True).start()
 
     def _forked(self) -> None:
+        failed = self.failed
         self._start()
+        self.failed = failed  # signal_failures sets this one
         self._discarding = True  # the parent's measurements are the parent's to export
         try:
             self.collect()
@@ -61,8 +64,16 @@ class ProcessMetricReader(MetricReader):
         finally:
             self._discarding = False
 
+    def hold_until_exit(self) -> None:
+        """A process that forks pool processes must have no gRPC channel open when it forks (the
+        children's exports then hang): with gRPC, it exports once, as it exits."""
+        if self._plan.exporter.protocol == "grpc":
+            self._held = True
+
     def _tick(self) -> None:
         while not self._stop.wait(self._plan.metrics.export_interval):
+            if self._held and self._pid == os.getpid():
+                continue
             try:
                 self.collect()
             except Exception as error:
@@ -132,4 +143,10 @@ def install_meter_provider(plan: Plan) -> None:
     _installed.failed = report_failures("metrics", plan.exporter, signal_endpoint(plan.exporter, "metrics"))
     metrics.set_meter_provider(MeterProvider(metric_readers=[_installed], resource=Resource.create(plan.resource), shutdown_on_exit=False))
     exit_after_spans(_installed.flush_before_exit)
+    silence("opentelemetry.metrics._internal", "Overriding of current MeterProvider")  # the program's own: ours stays
 
+
+
+def hold_until_exit() -> None:
+    if _installed is not None:
+        _installed.hold_until_exit()

@@ -196,11 +196,17 @@ def _traces_exporter(text: str) -> str | None:
 
 
 def _signal_exporter(text: str) -> str:
-    """OTEL_METRICS_EXPORTER and OTEL_LOGS_EXPORTER: otlp (sent with the exporter's settings) or none."""
+    """OTEL_METRICS_EXPORTER and OTEL_LOGS_EXPORTER: otlp (sent with the exporter's settings), or none.
+
+    The other names the specification defines (console, prometheus, logging) are accepted and
+    mean none here: an environment shared with other launchers must not stop the command.
+    """
     name = text.strip().lower()
-    if name in ("otlp", "none"):
-        return "true" if name == "otlp" else "false"
-    raise ValueError(f"{text!r} is not supported; allowed: otlp, none")
+    if name == "otlp":
+        return "true"
+    if name in ("none", "console", "prometheus", "logging"):
+        return "false"
+    raise ValueError(f"{text!r} is not supported; allowed: otlp, none (console, prometheus and logging mean none here)")
 
 
 # variable names (the per-signal form first, it wins), settings path, conversion of the text

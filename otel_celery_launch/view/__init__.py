@@ -34,8 +34,8 @@ def run_view(grpc_port: int, http_port: int, host: str, settle: float, metrics_e
                     counts: dict[str, int] = {}
                     for span in received.spans:
                         counts[span.trace_id] = counts.get(span.trace_id, 0) + 1
-                    done = [trace for trace, last in received.last_arrival.items()
-                            if now - last >= settle and counts.get(trace, 0) > printed.get(trace, 0)]
+                    done = {trace for trace, last in received.last_arrival.items()
+                            if now - last >= settle and counts.get(trace, 0) > printed.get(trace, 0)}
                     spans = [span for span in received.spans if span.trace_id in done]
                     logs = [line for line in received.logs if line.span_id in {span.span_id for span in spans}]
                     loose = [line for line in received.logs[logs_shown:] if not line.span_id.strip("0")]

@@ -7,12 +7,15 @@ with grpcio, both installed with the exporters.
 
 from __future__ import annotations
 
-import gzip
+import zlib
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+MOST_BYTES = 64 << 20  # largest export request taken, compressed or not
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ class LocalCollector:
             import grpc
             from concurrent import futures
 
-            self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+            # no SO_REUSEPORT: a second view on the same port must fail, not take half the traffic
+            self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
             self._add_grpc_services(self._grpc)
             port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
             if port == 0:
@@ -173,16 +177,23 @@ class LocalCollector:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 signal = paths.get(self.path.partition("?")[0])
                 try:
+                    length = int(self.headers.get("Content-Length", 0))
+                    if not 0 <= length <= MOST_BYTES:
+                        raise ValueError("body too large")
+                    body = self.rfile.read(length)
                     if self.headers.get("Content-Encoding") == "gzip":
-                        body = gzip.decompress(body)
+                        inflate = zlib.decompressobj(wbits=31)
+                        body = inflate.decompress(body, MOST_BYTES)
+                        if inflate.unconsumed_tail:
+                            raise ValueError("body too large")
                     if signal is not None:
                         collector.take(signal, body)
                     status = 200 if signal is not None else 404
-                except Exception:  # not OTLP protobuf: refuse it, as a collector would
+                except Exception:  # not OTLP protobuf, or too large: refuse it, as a collector would
                     status = 400
+                    self.close_connection = True
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
