@@ -32,7 +32,7 @@ def fake_instrumentation(root: Path, name: str, requires: list[str], module_text
     """An installed-looking instrumentation package ``opentelemetry-instrumentation-<name>`` 0.1b0 under ``root``."""
     info = root / f"opentelemetry_instrumentation_{name}-0.1b0.dist-info"
     info.mkdir(parents=True)
-    metadata = [f"Metadata-Version: 2.1", f"Name: opentelemetry-instrumentation-{name}", "Version: 0.1b0"]
+    metadata = ["Metadata-Version: 2.1", f"Name: opentelemetry-instrumentation-{name}", "Version: 0.1b0"]
     (info / "METADATA").write_text("\n".join(metadata + [f"Requires-Dist: {line}" for line in requires]) + "\n")
     (info / "entry_points.txt").write_text(f"[opentelemetry_instrumentor]\n{name} = fake_{name}:Instrumentor\n")
     (root / f"fake_{name}.py").write_text(module_text or "from opentelemetry.instrumentation.instrumentor import BaseInstrumentor\n"
