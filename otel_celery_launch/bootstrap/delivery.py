@@ -218,6 +218,26 @@ def wait_for_one_try(done: threading.Event, failed: threading.Event, timeout: fl
     return done.wait(0.05)
 
 
+def flush_at_exit(what: str, flush: Callable[[], None], failed: threading.Event, exit_timeout: float, cut: Callable[[], None]) -> None:
+    """Metrics' and logs' exit flush, by the spans' rules: one try from a daemon thread, waited for
+    until it ends or fails, at most ``exit_timeout`` (a probe while the collector is known hung);
+    then ``cut`` stops the exporter's own retries or a hung try, since the process is going."""
+    failed.clear()
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            flush()
+        except Exception as error:
+            telemetry_failed(f"flushing {what}", error)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"otel-celery-launch-{what}-flush", daemon=True).start()
+    if not wait_for_one_try(done, failed, min(PROBE_TIMEOUT, exit_timeout) if collector_hung() else exit_timeout):
+        cut()
+
+
 def collector_hung() -> bool:
     """Whether the collector let an exit time out lately (known from spans): other signals only probe it then."""
     return _installed is not None and _installed.exporter.state.hung

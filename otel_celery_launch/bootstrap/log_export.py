@@ -24,7 +24,7 @@ from otel_celery_launch.bootstrap.exporter import build_exporter, signal_endpoin
 from otel_celery_launch.bootstrap.signal_failures import report_failures
 from otel_celery_launch.handoff import Plan
 
-_OWN = ("opentelemetry", "otel_celery_launch", "otel-celery-launch", "urllib3", "grpc", "requests")
+_OWN = ("opentelemetry", "otel_celery_launch", "urllib3", "grpc", "requests")
 _provider: Any = None
 _handler: logging.Handler | None = None
 _exit_timeout = 2.0  # the plan's batch.exit_timeout, once installed
@@ -127,21 +127,10 @@ def _export(record: logging.LogRecord) -> None:
 
 def flush_logs_before_exit() -> None:
     """Bounded: prefork children leave through ``os._exit``; a hung collector must not hold the exit."""
-    from otel_celery_launch.bootstrap.delivery import PROBE_TIMEOUT, collector_hung, wait_for_one_try
+    from otel_celery_launch.bootstrap.delivery import flush_at_exit
 
     global _flushed_in
     if _provider is None or _flushed_in == os.getpid():
         return
     _flushed_in = os.getpid()
-    _failed.clear()
-    done = threading.Event()
-
-    def flush() -> None:
-        try:
-            _provider.force_flush()
-        finally:
-            done.set()
-
-    threading.Thread(target=flush, name="otel-celery-launch-logs-flush", daemon=True).start()
-    if not wait_for_one_try(done, _failed, min(PROBE_TIMEOUT, _exit_timeout) if collector_hung() else _exit_timeout) and _exporter:
-        _exporter.shutdown()  # cut the exporter's retries, or a hung try; the process is going
+    flush_at_exit("logs", _provider.force_flush, _failed, _exit_timeout, _exporter.shutdown)  # type: ignore[union-attr]  # made with the provider

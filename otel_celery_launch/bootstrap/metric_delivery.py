@@ -107,26 +107,18 @@ class ProcessMetricReader(MetricReader):
 
     def flush_before_exit(self) -> None:
         """Collect and try once, bounded: for exits that skip atexit (prefork children) and at exit; once per process."""
-        from otel_celery_launch.bootstrap.delivery import PROBE_TIMEOUT, collector_hung, wait_for_one_try
+        from otel_celery_launch.bootstrap.delivery import flush_at_exit
 
         if self._stop.is_set():
             return
         self._stop.set()
-        self.failed.clear()
-        done = threading.Event()
+        exit_timeout = self._plan.batch.exit_timeout
 
-        def flush() -> None:
-            try:
-                self.collect(timeout_millis=self._plan.batch.exit_timeout * 1000)
-            except Exception as error:
-                telemetry_failed("flushing metrics", error)
-            finally:
-                done.set()
+        def cut() -> None:  # the exporter may be built by the flush itself
+            if self._exporter:
+                self._exporter.shutdown()
 
-        threading.Thread(target=flush, name="otel-celery-launch-metrics-flush", daemon=True).start()
-        wait = min(PROBE_TIMEOUT, self._plan.batch.exit_timeout) if collector_hung() else self._plan.batch.exit_timeout
-        if not wait_for_one_try(done, self.failed, wait) and self._exporter:
-            self._exporter.shutdown()  # cut the exporter's own retries, or a hung try; the process is going
+        flush_at_exit("metrics", lambda: self.collect(timeout_millis=exit_timeout * 1000), self.failed, exit_timeout, cut)
 
     def shutdown(self, timeout_millis: float = 30_000, **_: Any) -> None:
         self._stop.set()
