@@ -129,8 +129,8 @@ def _requirements(argv: Sequence[str]) -> int:
 
 def _run(argv: Sequence[str]) -> int:
     from otel_celery_launch.launch.command import LaunchError, exec_command, is_ours, python_of, resolve, shebang, skips_the_hook
-    from otel_celery_launch.handoff import secret_endpoint
     from otel_celery_launch.launch.environment import child_environment
+    from otel_celery_launch.launch.sidecar import start_sidecar
     from otel_celery_launch.settings.advice import likely_mistakes
     from otel_celery_launch.settings.resolve import build_plan
 
@@ -151,19 +151,16 @@ def _run(argv: Sequence[str]) -> int:
     except LaunchError:
         script = []
     ours = interpreter is not None and is_ours(interpreter) and not skips_the_hook(command) and not skips_the_hook(script)
-    secrets_given = any(path[:2] == ("exporter", "headers") and not origin.startswith("env") for path, origin in loaded.origins.items()) or (
-        plan is not None and secret_endpoint(plan.exporter.endpoint))
     if plan is not None and interpreter and not is_ours(interpreter):
         _warn([f"{command[0]} runs {interpreter}, not the Python this launcher is installed in ({sys.executable}): "
                "the bootstrap cannot load there and the command will run untraced"])
     elif plan is not None and interpreter and not ours:
         _warn([f"{command[0]}: Python's -E, -I or -S skips the bootstrap; the command will run untraced"])
-    elif plan is not None and secrets_given and (not ours or "multi" in command[1:]):
-        _warn([f"exporter.headers from the file or flags, and credentials in the endpoint, are handed only to the process the launcher starts, "
-               f"and {' '.join(command[:2])} starts others that export: those export without them "
-               "(set OTEL_EXPORTER_OTLP_HEADERS, or launch each Python program itself)"])
     try:
-        exec_command(command, child_environment(environ, plan, hand_over_secrets=ours))
+        resolve(command[0], environ)  # a command that cannot start needs no sidecar
+        if plan is not None and plan.exports:
+            plan = start_sidecar(plan, environ)
+        exec_command(command, child_environment(environ, plan))
     except LaunchError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.status

@@ -1,23 +1,19 @@
-"""The already-validated plan the launcher hands to the bootstrap in the child.
+"""The already-validated plan the launcher hands to the bootstrap in the child, and to the sidecar.
 
 The launcher validates with pydantic; the child must not pay for pydantic again, so the
 plan crosses ``exec`` as one JSON environment variable holding plain values that need no
 further checking. Standard library only: this module is imported on every child start.
 
-Header values, and an endpoint's user information and query, are secrets and stay out of the environment, which every descendant
-inherits and ``/proc/PID/environ`` shows. They cross ``exec`` in an anonymous in-memory
-file whose descriptor only the exec'd process reads (it has the launcher's PID): it reads
-it once, closes it and drops the reference from the variable, so processes it starts get
-neither. Those export to the endpoint without its user information and query, with the
-header values of ``OTEL_EXPORTER_OTLP_HEADERS`` only, as they would without the launcher.
+Header values, and an endpoint's user information and query, are secrets: only the sidecar
+gets them (through a pipe), as it alone exports. The variable, which every descendant of the
+program inherits and ``/proc/PID/environ`` shows, holds the plan without them, and the name
+of the sidecar's socket.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import stat
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -80,16 +76,22 @@ class Plan:
     log_level: str = "info"
     instrumentations: tuple[InstrumentationPlan, ...] = ()  # those to activate: on, and able to run here
     prefix: str = ""  # sys.prefix of the launcher's Python: other interpreters that inherit the plan ignore it
-    secrets: tuple[int, int] | None = None  # (descriptor, PID) of the header values, for the exec'd process
+    sidecar: str = ""  # name of the sidecar's socket; empty: nothing is exported
+    main_pid: int = 0  # the program's main process (the launcher's PID)
+
+    @property
+    def exports(self) -> bool:
+        """Whether a sidecar exports for the program."""
+        return self.exporter.protocol != "none"
 
     @property
     def sends_metrics(self) -> bool:
         """Metrics and logs go over OTLP only: on the console they would bury the spans."""
-        return self.metrics.enabled and self.exporter.protocol in ("grpc", "http/protobuf")
+        return self.metrics.enabled and self.exporter.protocol in ("grpc", "http/protobuf") and bool(self.sidecar)
 
     @property
     def sends_logs(self) -> bool:
-        return self.logs.export and self.exporter.protocol in ("grpc", "http/protobuf")
+        return self.logs.export and self.exporter.protocol in ("grpc", "http/protobuf") and bool(self.sidecar)
 
     def to_env(self) -> str:
         """The plan without its secrets: header values, and an endpoint with credentials or a query."""
@@ -102,10 +104,11 @@ class Plan:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Plan | None:
         raw = environ.get(ENV_VAR)
-        if not raw:
-            return None
-        data: dict[str, Any] = json.loads(raw)
-        secrets = data.get("secrets")
+        return cls.from_json(json.loads(raw)) if raw else None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        """From the plain values of :meth:`to_env`, or of ``asdict`` (the sidecar's, secrets and all)."""
         return cls(
             **{
                 **data,
@@ -117,7 +120,6 @@ class Plan:
                     InstrumentationPlan(item["name"], item["target"], tuple(item["modules"]), tuple(item.get("guards", ())))
                     for item in data.get("instrumentations", ())
                 ),
-                "secrets": tuple(secrets) if secrets else None,
             }
         )
 
@@ -131,37 +133,6 @@ def secret_endpoint(url: str | None) -> bool:
 
 
 def public_endpoint(url: str) -> str:
-    """The endpoint without user information, query or fragment: where processes that get no secrets export."""
+    """The endpoint without user information, query or fragment: what the program's processes may see."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
-
-
-def put_secrets(plan: Plan) -> Plan:
-    """Launcher side, just before exec: the secrets into an inheritable in-memory file."""
-    endpoint = plan.exporter.endpoint if secret_endpoint(plan.exporter.endpoint) else None
-    if not plan.exporter.headers and endpoint is None:
-        return plan
-    descriptor = os.memfd_create("otel-celery-launch-secrets", 0)
-    os.write(descriptor, json.dumps({"headers": plan.exporter.headers, "endpoint": endpoint}).encode())
-    os.lseek(descriptor, 0, os.SEEK_SET)
-    os.set_inheritable(descriptor, True)
-    return replace(plan, secrets=(descriptor, os.getpid()))
-
-
-def take_secrets(plan: Plan, environ: Any) -> Plan:
-    """Child side: the header values, read once by the process exec'd from the launcher."""
-    if plan.secrets is None:
-        return plan
-    descriptor, pid = plan.secrets
-    plan = replace(plan, secrets=None)
-    environ[ENV_VAR] = plan.to_env()  # a later exec of this process must not read the descriptor again
-    if pid != os.getpid():
-        return plan  # a process the program started: it was not handed the values
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return plan
-        with os.fdopen(descriptor, "rb") as handed:
-            secrets = json.loads(handed.read())
-    except (OSError, ValueError):
-        return plan
-    return replace(plan, exporter=replace(plan.exporter, headers=secrets["headers"], endpoint=secrets["endpoint"] or plan.exporter.endpoint))

@@ -139,10 +139,11 @@ def test_no_secret_is_handed_to_a_python_that_skips_the_hook() -> None:
 
 
 def test_a_query_token_stays_out_of_the_programs_debug_logs(receiver: Receiver) -> None:
+    """The program's own urllib3 debug lines showed the export's request line, query and all; the sidecar exports now."""
     code = "import logging\nlogging.basicConfig(level=logging.DEBUG)\n" + ONE_SPAN
     env = clean_env(OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
                     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{receiver.http_port}/v1/traces?token={SECRET}")
     result = run_launcher(["--", "python", "-c", code], env)
     assert result.returncode == 0, result.stderr
     receiver.wait_for(lambda spans: len(spans) == 1)
-    assert "POST /v1/traces?" in result.stderr and SECRET not in result.stderr, result.stderr
+    assert SECRET not in result.stderr, result.stderr

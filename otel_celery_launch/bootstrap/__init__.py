@@ -22,7 +22,7 @@ from otel_celery_launch.bootstrap.celery_hooks import instrument_celery, report_
 from otel_celery_launch.bootstrap.instrumentations import activate_instrumentations
 from otel_celery_launch.bootstrap.logs import add_ids_to_structlog, install_logging
 from otel_celery_launch.bootstrap.telemetry import install_propagators, install_tracer_provider, report_first_span
-from otel_celery_launch.handoff import Plan, take_secrets
+from otel_celery_launch.handoff import Plan
 
 
 def start() -> None:
@@ -34,7 +34,6 @@ def start() -> None:
         return
     if plan is None or (plan.prefix and plan.prefix != sys.prefix):  # another interpreter: as bare
         return
-    plan = take_secrets(plan, os.environ)
     diagnostics.configure(plan.log_level)
     try:
         install_logging(plan.logs)
@@ -63,7 +62,7 @@ def start() -> None:
 
 
 def _install_meter_provider(plan: Plan) -> None:
-    from otel_celery_launch.bootstrap.metric_delivery import install_meter_provider  # imports the SDK's metrics
+    from otel_celery_launch.bootstrap.export.metrics import install_meter_provider  # imports the SDK's metrics
 
     install_meter_provider(plan)
 

@@ -52,9 +52,8 @@ def instrument_celery(plan: Plan) -> None:
         from otel_celery_launch.bootstrap.celery_metrics import record_celery_metrics
 
         record_celery_metrics(plan)
-    # Prefork children leave through os._exit, which skips atexit: flush before that.
-    signals.worker_process_shutdown.connect(_flush_before_exit, weak=False)
-    signals.worker_init.connect(lambda **_: _import_exporter_ahead(plan), weak=False)
+    # Prefork children leave through os._exit, which skips atexit: hand the last telemetry over before that.
+    signals.worker_process_shutdown.connect(_process_ending, weak=False)
     if plan.logs.format != "off":
         from otel_celery_launch.bootstrap.logs import restyle_celery_handlers
 
@@ -70,19 +69,10 @@ def instrument_celery(plan: Plan) -> None:
         signals.task_prerun.connect(_log_extract, weak=False)
 
 
-def _flush_before_exit(**_: Any) -> None:
-    from otel_celery_launch.bootstrap.delivery import flush_before_exit
+def _process_ending(**_: Any) -> None:
+    from otel_celery_launch.bootstrap.export.ending import process_ending
 
-    flush_before_exit()
-
-
-def _import_exporter_ahead(plan: Plan) -> None:
-    from otel_celery_launch.bootstrap.exporter import import_ahead
-
-    try:
-        import_ahead(plan.exporter, ["traces"] + ["metrics"] * plan.sends_metrics + ["logs"] * plan.sends_logs)
-    except Exception as error:  # the child will try again, and say so if it fails too
-        logger.debug("importing the exporter ahead failed: %r", error)
+    process_ending()
 
 
 def _log_inject(headers: dict[str, Any] | None = None, **_: Any) -> None:

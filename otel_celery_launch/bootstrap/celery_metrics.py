@@ -113,11 +113,7 @@ def _observe_worker(consumer: Any, plan: Plan) -> None:
     from celery.worker import state
     from opentelemetry.metrics import Observation
 
-    from otel_celery_launch.bootstrap.metric_delivery import hold_until_exit
-
     owner, meter = os.getpid(), _get().meter
-    if "prefork" in type(consumer.pool).__module__:  # it forks pool processes for as long as it runs
-        hold_until_exit()
     where = {"celery.worker.hostname": str(getattr(consumer, "hostname", ""))}
 
     def observing(value: Any) -> Any:
@@ -132,7 +128,6 @@ def _observe_worker(consumer: Any, plan: Plan) -> None:
                 pass
             return [Observation(last[0], where)] if last else []
 
-        callback(None)  # read once now, while the pool is up: a held main process collects only as it exits
         return [callback]
 
     pool = consumer.pool

@@ -54,7 +54,7 @@ def add_ids_to_structlog(export: bool = False) -> None:
     if add_trace_ids not in processors:
         processors.insert(max(len(processors) - 1, 0), add_trace_ids)  # before the renderer
     if export:
-        from otel_celery_launch.bootstrap.log_export import export_structlog_event
+        from otel_celery_launch.bootstrap.export.logs import export_structlog_event
 
         processors.insert(max(len(processors) - 1, 0), export_structlog_event)
 

@@ -48,17 +48,18 @@ def install_tracer_provider(plan: Plan) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    # Delivery shuts the provider down itself, after a flush it can bound.
+    # Spans are handed to the sidecar as they end: nothing to flush at exit.
     provider = TracerProvider(resource=Resource.create(plan.resource), sampler=_sampler(plan), shutdown_on_exit=False)
-    if plan.exporter.protocol != "none":
-        from otel_celery_launch.bootstrap.delivery import Delivery
+    if plan.sidecar:
+        from otel_celery_launch.bootstrap.export.ending import channel
+        from otel_celery_launch.bootstrap.export.spans import HandOff
 
-        Delivery(provider, plan)
+        provider.add_span_processor(HandOff(channel(plan)))
+        if plan.sends_logs:
+            from otel_celery_launch.bootstrap.export.logs import install_log_export
+
+            install_log_export(channel(plan))
     trace.set_tracer_provider(provider)
-    if plan.sends_logs:
-        from otel_celery_launch.bootstrap.log_export import install_log_export
-
-        install_log_export(plan)
     # Tutorial code sets its own provider too; ours stays, so that refusal is expected, not news.
     silence("opentelemetry.trace", "Overriding of current TracerProvider")
 

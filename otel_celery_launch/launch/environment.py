@@ -1,24 +1,27 @@
-"""The launched command's environment: the user's, plus the plan and the start-up hook."""
+"""The launched command's environment: the user's, plus the plan and the start-up hook, less the secrets."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from otel_celery_launch.handoff import ENV_VAR, Plan, put_secrets
+from otel_celery_launch.handoff import ENV_VAR, Plan, public_endpoint, secret_endpoint
 
 HOOK_DIR = str(Path(__file__).resolve().parent.parent / "bootstrap" / "site")
+_HEADERS = re.compile(r"OTEL_EXPORTER_OTLP_(TRACES_|METRICS_|LOGS_)?HEADERS")
+_ENDPOINT = re.compile(r"OTEL_EXPORTER_OTLP_(TRACES_|METRICS_|LOGS_)?ENDPOINT")
 
 
-def child_environment(environ: Mapping[str, str], plan: Plan | None, hand_over_secrets: bool = False) -> dict[str, str]:
+def child_environment(environ: Mapping[str, str], plan: Plan | None) -> dict[str, str]:
     """Without a plan (telemetry disabled) the hook and any inherited plan are taken out.
 
-    Header values are handed over (see :mod:`otel_celery_launch.handoff`) only to a
-    command that the launcher's own Python runs: another program would leave the
-    descriptor open to all it starts.
+    With a sidecar, the credentials are the sidecar's alone: header variables are left out
+    and endpoints lose their user information and query, so no process of the program
+    (each inherits this environment, and ``/proc/PID/environ`` shows it) holds them.
 
     The user's PYTHONPATH is kept, after the hook directory; processes the command starts
     inherit both, so ``celery multi`` workers are bootstrapped too. The SDK reads
@@ -32,9 +35,15 @@ def child_environment(environ: Mapping[str, str], plan: Plan | None, hand_over_s
     if plan is not None:
         user_paths.insert(0, HOOK_DIR)
         plan = dataclasses.replace(plan, prefix=sys.prefix)
-        env[ENV_VAR] = (put_secrets(plan) if hand_over_secrets else plan).to_env()
+        env[ENV_VAR] = plan.to_env()
         if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":  # a flag said enabled: the SDK must agree
             env["OTEL_SDK_DISABLED"] = "false"
+        if plan.sidecar:
+            for name in list(env):
+                if _HEADERS.fullmatch(name):
+                    del env[name]
+                elif _ENDPOINT.fullmatch(name) and secret_endpoint(env[name]):
+                    env[name] = public_endpoint(env[name])
     else:
         env["OTEL_SDK_DISABLED"] = "true"  # disabled, by whichever source: the program's own SDK agrees too
     if user_paths:

@@ -1,0 +1,84 @@
+"""Log records handed to the sidecar, beside the lines the program writes: only when ``logs.export`` is on.
+
+Every record that reaches a logger's handlers (the program's, Celery's own, task loggers,
+``print`` in a task, which Celery turns into records) and every event of structlog's default
+chain also goes to the sidecar with its trace and span ids, severity and logger name. The
+program's handlers, levels and formats are untouched. Records of the SDK and the launcher
+itself are never sent. Celery's ``data`` extra (a task's arguments and result) and values
+that are not plain never leave the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import traceback
+from collections.abc import MutableMapping
+from typing import Any
+
+from otel_celery_launch import wire
+from otel_celery_launch.bootstrap.export.channel import Channel
+
+_OWN = ("opentelemetry", "otel_celery_launch")
+_NOT_SENT = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "data", "taskName"}
+_SEVERITY = ((50, 21), (40, 17), (30, 13), (20, 9), (10, 5), (1, 1))  # logging level -> OpenTelemetry severity number
+_channel: Channel | None = None
+
+
+def severity(level: int) -> int:
+    for floor, number in _SEVERITY:
+        if level >= floor:
+            return number + min(3, level - floor)
+    return 0
+
+
+def encode_record(record: logging.LogRecord) -> tuple[Any, ...]:
+    from opentelemetry import trace  # imported already: log export is set up with the tracer provider
+
+    attributes = {key: value for key, value in record.__dict__.items() if key not in _NOT_SENT and isinstance(value, (str, bool, int, float))}
+    attributes.update({"code.file.path": record.pathname, "code.function.name": record.funcName, "code.line.number": record.lineno})
+    if record.exc_info and record.exc_info[0] is not None:
+        kind, error, stack = record.exc_info
+        attributes.update({"exception.type": kind.__name__, "exception.message": str(error),
+                           "exception.stacktrace": "".join(traceback.format_exception(kind, error, stack))})
+    context = trace.get_current_span().get_span_context()
+    level = "WARN" if record.levelname == "WARNING" else record.levelname  # OpenTelemetry's short name, as the SDK sends it
+    return (int(record.created * 1e9), severity(record.levelno), level, record.getMessage(), attributes,
+            context.trace_id if context.is_valid else 0, context.span_id if context.is_valid else 0, int(context.trace_flags), record.name)
+
+
+def install_log_export(channel: Channel) -> None:
+    global _channel
+    if _channel is not None:
+        return
+    _channel = channel
+    call_handlers = logging.Logger.callHandlers
+
+    def call_handlers_and_export(self: logging.Logger, record: logging.LogRecord) -> None:
+        call_handlers(self, record)
+        _export(record)
+
+    logging.Logger.callHandlers = call_handlers_and_export  # type: ignore[method-assign]
+
+
+def export_structlog_event(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A processor for structlog's default chain (which prints, bypassing logging): the event goes out too."""
+    if _channel is not None and type(sys.stdout).__name__ != "LoggingProxy":  # in a task Celery logs the printed line
+        level = logging.getLevelName(method_name.upper())
+        fields = {key: value for key, value in event_dict.items() if key != "event"}
+        record = logging.LogRecord(str(fields.pop("logger", "structlog")), level if isinstance(level, int) else logging.INFO,
+                                   "", 0, str(event_dict.get("event", "")), None, None)
+        record.__dict__.update({key: value for key, value in fields.items() if key not in record.__dict__})
+        _export(record)
+    return event_dict
+
+
+def _export(record: logging.LogRecord) -> None:
+    if _channel is None or record.name.partition(".")[0] in _OWN or threading.current_thread().name.startswith("otel-celery-launch"):
+        return
+    try:
+        item = encode_record(record)
+    except Exception:  # a record that cannot be read: the program's own line was written already
+        return
+    _channel.send(wire.LOGS, [item])

@@ -1,0 +1,28 @@
+"""``python -I -m otel_celery_launch.sidecar``: started by the launcher, never by hand.
+
+Standard input carries the plan with its secrets, the socket's name and the program's PID;
+descriptor 3 is a pidfd of the program's main process, descriptor 4 the socket, bound and listening.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+
+from otel_celery_launch.handoff import Plan
+from otel_celery_launch.sidecar.server import serve
+
+
+def main() -> None:
+    # The program's signals are not for the sidecar: it ends when the program has ended.
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTSTP"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    handed = json.loads(sys.stdin.buffer.read())
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    serve(Plan.from_json(handed["plan"]), handed["name"], pidfd=3, listener=socket.socket(fileno=4))
+
+
+main()

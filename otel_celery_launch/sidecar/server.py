@@ -1,0 +1,169 @@
+"""The sidecar's loop: take the program's messages, feed one pipeline per signal, and end after the program.
+
+Lifetime: the sidecar runs while the program's main process lives (watched through a
+pidfd, so a re-exec of the same PID, Celery's answer to SIGHUP, keeps it), while any
+process is connected, and while any process started with the program's environment lives
+(a worker that ``celery multi`` or ``--detach`` started). Then every pipeline gets one more
+try, for at most ``batch.exit_timeout``, what is left is counted, and the sidecar exits.
+A program that is PID 1 asks for that drain itself as it exits (``FLUSH``) and waits for
+the answer: its exit would end the sidecar with the rest of the namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+
+from otel_celery_launch import wire
+from otel_celery_launch.handoff import Plan
+from otel_celery_launch.sidecar import rebuild
+from otel_celery_launch.sidecar.causes import Causes
+from otel_celery_launch.sidecar.exporters import build_exporter
+from otel_celery_launch.sidecar.failures import Failure
+from otel_celery_launch.sidecar.pipeline import Pipeline
+from otel_celery_launch.sidecar.voice import Voice
+
+LIFETIME_CHECK = 0.5  # seconds between two looks for the program's processes once its main process has ended
+METRICS_DELAY = 0.2  # seconds metrics wait for company: a collection arrives from every process at about the same time
+
+
+def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
+    voice = Voice(plan.exporter.endpoint or "stdout", plan.batch.max_queue_size)
+
+    def news(signal: str, failure: Failure) -> None:
+        voice.mark_down(failure.phrase)
+        if signal in pipelines:
+            pipelines[signal].failing.set()
+
+    causes = Causes(plan.exporter, news)
+    causes.install()
+    resource = Resource.create(plan.resource)
+    signals = ["spans"] + ["metrics"] * plan.sends_metrics + ["logs"] * plan.sends_logs
+    pipelines = {signal: _pipeline(plan, signal, resource, voice, causes) for signal in signals}
+    readers = {"spans": rebuild.span, "logs": rebuild.log_record, "metrics": lambda item, resource: rebuild.metrics_data([item], resource) and item}
+    listener.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, None)
+    selector.register(pidfd, selectors.EVENT_READ, None)
+    buffers: dict[socket.socket, bytearray] = {}
+    main_alive = True
+    asked: socket.socket | None = None
+
+    def take(connection: socket.socket, kind: str, dropped: int, items: list[Any]) -> None:
+        nonlocal asked
+        if kind == wire.FLUSH:
+            asked = connection
+            return
+        pipeline = pipelines.get(kind)
+        if pipeline is None:
+            return
+        voice.drop(kind, dropped)
+        read = readers[kind]
+        good = []
+        for item in items:
+            try:
+                good.append(read(item, resource))
+            except Exception:  # not what a program process sends
+                continue
+        pipeline.put(good)
+
+    while asked is None:
+        for key, _ in selector.select(None if main_alive else LIFETIME_CHECK):
+            if key.fileobj is listener:
+                _accept(listener, selector, buffers)
+            elif key.fileobj == pidfd:
+                selector.unregister(pidfd)
+                main_alive = False
+            else:
+                _read(key.fileobj, selector, buffers, take)  # type: ignore[arg-type]
+        if not main_alive and not buffers and not _program_alive(name):
+            break
+    _drain(list(pipelines.values()), voice, plan.batch.exit_timeout)
+    if asked is not None:
+        try:
+            asked.send(b"\1")
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def _pipeline(plan: Plan, signal: str, resource: Resource, voice: Voice, causes: Causes) -> Pipeline:
+    batch = plan.batch
+    prepare: Callable[[list[Any]], Any] = (lambda items: rebuild.metrics_data(items, resource)) if signal == "metrics" else list
+    return Pipeline(signal, lambda: build_exporter(plan.exporter, signal), prepare, voice, causes.take,
+                    limit=batch.max_queue_size, batch_size=batch.max_export_batch_size,
+                    delay=METRICS_DELAY if signal == "metrics" else batch.schedule_delay)
+
+
+def _accept(listener: socket.socket, selector: selectors.BaseSelector, buffers: dict[socket.socket, bytearray]) -> None:
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except OSError:  # none waiting
+            return
+        connection.setblocking(False)
+        buffers[connection] = bytearray()
+        selector.register(connection, selectors.EVENT_READ, None)
+
+
+def _read(connection: socket.socket, selector: selectors.BaseSelector, buffers: dict[socket.socket, bytearray],
+          take: Callable[[socket.socket, str, int, list[Any]], None]) -> None:
+    buffer = buffers[connection]
+    try:
+        data = connection.recv(1 << 20)
+    except BlockingIOError:
+        return
+    except OSError:
+        data = b""
+    buffer += data
+    while len(buffer) >= wire.HEADER.size:
+        (length,) = wire.HEADER.unpack_from(buffer)
+        if length > wire.MAX_MESSAGE:
+            data = b""  # not a program process: hang up on it
+            break
+        if len(buffer) < wire.HEADER.size + length:
+            break
+        body = bytes(buffer[wire.HEADER.size : wire.HEADER.size + length])
+        del buffer[: wire.HEADER.size + length]
+        try:
+            kind, _pid, dropped, items = wire.unpack(body)
+        except Exception:
+            continue
+        take(connection, kind, dropped, items)
+    if not data:
+        selector.unregister(connection)
+        del buffers[connection]
+        connection.close()
+
+
+def _program_alive(name: str) -> bool:
+    """Whether any process started with the program's environment (which names this sidecar) still runs."""
+    marker = name.encode()
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != me:
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                    if marker in environ.read():
+                        return True
+            except OSError:  # gone, or another user's
+                continue
+    return False
+
+
+def _drain(pipelines: list[Pipeline], voice: Voice, exit_timeout: float) -> None:
+    for pipeline in pipelines:
+        pipeline.leave()
+    deadline = time.monotonic() + exit_timeout
+    # A try that failed is not waited for: the exporter's own retries within it would use up the time.
+    while time.monotonic() < deadline and any(p.thread.is_alive() and not p.failing.is_set() for p in pipelines):
+        time.sleep(0.01)
+    late = {pipeline.signal: pipeline.left for pipeline in pipelines if pipeline.thread.is_alive()}
+    hung = any(pipeline.thread.is_alive() and not pipeline.failing.is_set() for pipeline in pipelines)
+    voice.close(late, f"gave no answer within the exit timeout of {exit_timeout:g}s" if hung else "was failing")

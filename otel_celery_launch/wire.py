@@ -1,0 +1,41 @@
+"""What the program's processes hand to the sidecar: length-prefixed messages on a Unix stream socket, in ``marshal``.
+
+Standard library only: the program's processes import this, never gRPC, ``requests`` or
+protobuf. A message is ``(kind, pid, dropped, items)``: ``dropped`` counts what the sender
+could not hand over since its last message of that kind (the sidecar's queue was full), so
+the sidecar, the single voice, reports exact losses. Items are plain tuples
+(:mod:`otel_celery_launch.bootstrap.export` makes them, :mod:`otel_celery_launch.sidecar.rebuild`
+reads them). ``marshal`` is the fastest standard serializer of plain values, and unlike
+``pickle`` it runs no code when it loads.
+"""
+
+from __future__ import annotations
+
+import marshal
+import struct
+from typing import Any
+
+SPANS, METRICS, LOGS, FLUSH = "spans", "metrics", "logs", "flush"  # FLUSH: export all now, answer when done
+KINDS = (SPANS, METRICS, LOGS)
+HEADER = struct.Struct("!I")  # the length of the message that follows
+MAX_MESSAGE = 16 << 20  # bytes; a longer one is not from a program process: the sidecar closes that connection
+ADDRESS_PREFIX = "otel-celery-launch-"  # an abstract Unix socket name: no file to clean up, reachable after a re-exec
+
+
+def socket_address(name: str) -> bytes:
+    """The abstract-namespace address of ``name`` (Linux): a leading NUL byte."""
+    return b"\0" + name.encode()
+
+
+def pack(kind: str, pid: int, dropped: int, items: list[Any]) -> bytes:
+    """One framed message; raises ValueError on a value marshal cannot write."""
+    body = marshal.dumps((kind, pid, dropped, items))
+    return HEADER.pack(len(body)) + body
+
+
+def unpack(data: bytes) -> tuple[str, int, int, list[Any]]:
+    """A message's body back; raises ValueError (or EOFError, TypeError) on bytes that are not a message."""
+    kind, pid, dropped, items = marshal.loads(data)
+    if kind not in (*KINDS, FLUSH) or not isinstance(pid, int) or not isinstance(dropped, int) or not isinstance(items, list):
+        raise ValueError("not a message")
+    return kind, pid, max(0, dropped), items
