@@ -77,7 +77,7 @@ class Plan:
     instrumentations: tuple[InstrumentationPlan, ...] = ()  # those to activate: on, and able to run here
     prefix: str = ""  # sys.prefix of the launcher's Python: other interpreters that inherit the plan ignore it
     sidecar: str = ""  # name of the sidecar's socket; empty: nothing is exported
-    main_pid: int = 0  # the program's main process (the launcher's PID)
+    main_pid: int = 0  # the program's main process (the launcher's PID); 0: not known, and each process speaks for itself
 
     @property
     def exports(self) -> bool:

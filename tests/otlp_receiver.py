@@ -77,6 +77,7 @@ class Receiver:
         self.failing = False  # answer every export with "unavailable", as a restarting collector does
         self.rejecting: str | None = None  # "credentials" or "too large": answer every export so
         self.refused = 0
+        self.delay = 0.0  # seconds every answer waits: a slow collector
         self._changed = threading.Condition()
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_GrpcService(self), self._grpc)
@@ -117,9 +118,12 @@ class Receiver:
             self.failing = False
             self.rejecting = None
             self.refused = 0
+            self.delay = 0.0
 
     def refuse(self) -> bool:
-        """Whether to turn this export away; counts the refusals so tests can wait on them."""
+        """Whether to turn this export away (after the delay); counts the refusals so tests can wait on them."""
+        if self.delay:
+            time.sleep(self.delay)
         with self._changed:
             if self.failing:
                 self.refused += 1
@@ -223,7 +227,7 @@ class _GrpcService(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):  # noqa: N802 (gRPC method name)
         if self.receiver.refuse():
             context.abort(grpc.StatusCode.UNAVAILABLE, "collector restarting")
-        if self.receiver.rejecting:
+        if self.receiver.rejecting:  # refuse() above has waited the delay
             code = grpc.StatusCode.UNAUTHENTICATED if self.receiver.rejecting == "credentials" else grpc.StatusCode.RESOURCE_EXHAUSTED
             context.abort(code, f"rejected: {dict(context.invocation_metadata())}")  # echoes the headers, as some do
         self.receiver.record(request, "grpc", dict(context.invocation_metadata()))

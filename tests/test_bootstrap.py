@@ -59,10 +59,11 @@ def test_disabled_sdk_runs_the_command_without_the_hook() -> None:
 @pytest.mark.parametrize(
     ("plan", "stage"),
     [
-        ({"propagators": ["no-such-propagator"], "exporter": {"protocol": "none"}}, "setting up the propagators"),
-        ({"propagators": [], "exporter": {"protocol": "grpc", "certificate": "/gone.pem"}}, "creating the grpc exporter"),
+        ({"propagators": ["no-such-propagator"], "exporter": {"protocol": "none"}}, "setting up the propagators failed"),
+        ({"propagators": [], "exporter": {"protocol": "grpc"}, "sidecar": "otel-celery-launch-gone", "main_pid": 0},
+         "the export sidecar cannot be reached"),
     ],
-    ids=["propagator", "exporter"],
+    ids=["propagator", "sidecar"],
 )
 def test_telemetry_failure_inside_the_child_warns_once_and_runs_on(plan: dict, stage: str) -> None:
     """Plans the launcher would refuse, handed to the hook directly, to break setup for real."""
@@ -78,4 +79,4 @@ def test_telemetry_failure_inside_the_child_warns_once_and_runs_on(plan: dict, s
     assert result.returncode == 0 and result.stdout == "user code ran\n", result.stderr
     warnings = result.stderr.strip().splitlines()
     assert len(warnings) == 1, result.stderr
-    assert warnings[0].startswith(f"otel-celery-launch: warning: {stage} failed")
+    assert warnings[0].startswith(f"otel-celery-launch: warning: {stage}")

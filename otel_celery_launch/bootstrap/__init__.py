@@ -39,6 +39,8 @@ def start() -> None:
         install_logging(plan.logs)
     except Exception as error:
         diagnostics.telemetry_failed("setting up log correlation", error)
+    if plan.sends_logs:
+        _guarded("setting up log export", _install_log_export)(plan)
     if plan.logs.format != "off":
         activate_when_imported("structlog", ["structlog"], _guarded("adding ids to structlog", lambda: add_ids_to_structlog(plan.logs.export)))
     activate_when_imported(
@@ -59,6 +61,13 @@ def start() -> None:
         arm=_guarded("watching for Celery's first use", report_first_use(lambda: use("celery.app"))),
     )
     activate_instrumentations(plan, _guarded)
+
+
+def _install_log_export(plan: Plan) -> None:
+    from otel_celery_launch.bootstrap.export.ending import channel
+    from otel_celery_launch.bootstrap.export.logs import install_log_export
+
+    install_log_export(channel(plan))
 
 
 def _install_meter_provider(plan: Plan) -> None:

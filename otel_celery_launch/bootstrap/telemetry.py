@@ -55,10 +55,6 @@ def install_tracer_provider(plan: Plan) -> None:
         from otel_celery_launch.bootstrap.export.spans import HandOff
 
         provider.add_span_processor(HandOff(channel(plan)))
-        if plan.sends_logs:
-            from otel_celery_launch.bootstrap.export.logs import install_log_export
-
-            install_log_export(channel(plan))
     trace.set_tracer_provider(provider)
     # Tutorial code sets its own provider too; ours stays, so that refusal is expected, not news.
     silence("opentelemetry.trace", "Overriding of current TracerProvider")

@@ -79,7 +79,7 @@ class Channel:
 
     def _lost(self) -> None:
         self._refused_at = time.monotonic()
-        if os.getpid() == self._main_pid and not self._gone_said:
+        if self._main_pid in (0, os.getpid()) and not self._gone_said:
             self._gone_said = True
             logger.warning("otel-celery-launch: warning: the export sidecar cannot be reached; telemetry is dropped and the work runs on")
 

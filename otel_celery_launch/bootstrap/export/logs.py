@@ -34,18 +34,17 @@ def severity(level: int) -> int:
 
 
 def encode_record(record: logging.LogRecord) -> tuple[Any, ...]:
-    from opentelemetry import trace  # imported already: log export is set up with the tracer provider
-
     attributes = {key: value for key, value in record.__dict__.items() if key not in _NOT_SENT and isinstance(value, (str, bool, int, float))}
     attributes.update({"code.file.path": record.pathname, "code.function.name": record.funcName, "code.line.number": record.lineno})
     if record.exc_info and record.exc_info[0] is not None:
         kind, error, stack = record.exc_info
         attributes.update({"exception.type": kind.__name__, "exception.message": str(error),
                            "exception.stacktrace": "".join(traceback.format_exception(kind, error, stack))})
-    context = trace.get_current_span().get_span_context()
+    trace = sys.modules.get("opentelemetry.trace")  # a span can be current only if the program imported it
+    context = trace.get_current_span().get_span_context() if trace is not None else None
+    ids = (context.trace_id, context.span_id, int(context.trace_flags)) if context is not None and context.is_valid else (0, 0, 0)
     level = "WARN" if record.levelname == "WARNING" else record.levelname  # OpenTelemetry's short name, as the SDK sends it
-    return (int(record.created * 1e9), severity(record.levelno), level, record.getMessage(), attributes,
-            context.trace_id if context.is_valid else 0, context.span_id if context.is_valid else 0, int(context.trace_flags), record.name)
+    return (int(record.created * 1e9), severity(record.levelno), level, record.getMessage(), attributes, *ids, record.name)
 
 
 def install_log_export(channel: Channel) -> None:
