@@ -1,13 +1,15 @@
-"""Cost of child recycling and shutdown with the collector up, refusing and hung.
+"""Cost of child recycling and shutdown with the collector up, refusing, slow and hung.
 
 A prefork worker (``-c 2 --max-tasks-per-child 5``) runs trivial tasks on the local Redis;
 it is started bare, under otel-celery-launch and under opentelemetry-instrument, against
-a collector that is up (the test suite's OTLP receiver), one that refuses connections
-and one that accepts and never answers. For each, the table gives the time from the first
+a collector that is up (the test suite's OTLP receiver), one that refuses connections,
+one that answers every export after 3 s, and one that accepts and never answers. For each, the table gives the time from the first
 publish to the last task done, the time from SIGTERM to exit, and the run spans the
 collector got. Runs are interleaved round by round; medians are printed, JSON written.
 
-    .venv/bin/python bench/outage.py [--rounds 3] [--tasks 100] [--protocol grpc]
+    .venv/bin/python bench/outage.py [--rounds 3] [--tasks 100] [--protocol grpc] [--all-signals]
+
+``--all-signals`` turns metrics (every second) and log export on for both launchers.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from common import BROKER, RESULTS, RUNNERS, otlp_env, purge_queue  # also puts 
 from tests.otlp_receiver import Receiver, SilentCollector
 from tests.processes import SCENARIOS, Output, clean_env, free_port, poll
 
-COLLECTORS = ("up", "refusing", "hung")
+COLLECTORS = ("up", "refusing", "slow", "hung")
+SLOW = 3.0  # seconds the slow collector takes to answer
 
 
 def run_once(runner: str, collector: str, endpoints: dict[str, str], receiver: Receiver, args: argparse.Namespace) -> dict[str, float]:
     env = clean_env(CELERY_BROKER_URL=BROKER)
     if runner != "bare":
         env |= otlp_env("bench-outage", endpoints[collector], args.protocol)
+        if args.all_signals:
+            env |= {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
     command = RUNNERS[runner] + ["celery", "-A", "tasks", "worker", "-P", "prefork", "-c", "2", "--max-tasks-per-child", "5",
                                  "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     app = purge_queue()
@@ -68,13 +73,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), default="grpc")
+    parser.add_argument("--all-signals", action="store_true", help="metrics and logs too, for both launchers")
     parser.add_argument("--json", default=str(RESULTS / "outage.json"))
     args = parser.parse_args()
     receiver = Receiver().start()
+    slow = Receiver().start()
+    slow.delay = SLOW
     silent = SilentCollector()
-    up_port = receiver.grpc_port if args.protocol == "grpc" else receiver.http_port
-    endpoints = {"up": f"http://127.0.0.1:{up_port}", "refusing": f"http://127.0.0.1:{free_port()}",
-                 "hung": f"http://127.0.0.1:{silent.port}"}
+
+    def port(of: Receiver) -> int:
+        return of.grpc_port if args.protocol == "grpc" else of.http_port
+
+    endpoints = {"up": f"http://127.0.0.1:{port(receiver)}", "refusing": f"http://127.0.0.1:{free_port()}",
+                 "slow": f"http://127.0.0.1:{port(slow)}", "hung": f"http://127.0.0.1:{silent.port}"}
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.rounds):
         for collector in COLLECTORS:
@@ -83,9 +94,11 @@ def main() -> None:
                     continue  # no collector involved
                 runs.setdefault((runner, collector), []).append(run_once(runner, collector, endpoints, receiver, args))
     receiver.stop()
+    slow.stop()
     silent.close()
     bare_work = statistics.median(r["work_s"] for r in runs[("bare", "up")])
-    print(f"prefork -c 2 --max-tasks-per-child 5, {args.tasks} tasks, OTLP/{args.protocol}, median of {args.rounds} rounds")
+    signals = "traces, metrics and logs" if args.all_signals else "traces"
+    print(f"prefork -c 2 --max-tasks-per-child 5, {args.tasks} tasks, OTLP/{args.protocol} ({signals}), median of {args.rounds} rounds")
     print(f"{'runner':26} {'collector':10} {'work s':>8} {'x bare':>7} {'shutdown s':>11} {'run spans':>10}")
     results = []
     for (runner, collector), measured in runs.items():
@@ -95,7 +108,7 @@ def main() -> None:
               f"{medians['shutdown_s']:11.2f} {spans:>10}")
         results.append({"runner": runner, "collector": collector, **medians})
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"rounds": args.rounds, "tasks": args.tasks, "protocol": args.protocol,
+    Path(args.json).write_text(json.dumps({"rounds": args.rounds, "tasks": args.tasks, "protocol": args.protocol, "signals": signals,
                                            "results": results}, indent=2))
 
 

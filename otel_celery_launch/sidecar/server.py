@@ -3,7 +3,9 @@
 Lifetime: the sidecar runs while the program's main process lives (watched through a
 pidfd, so a re-exec of the same PID, Celery's answer to SIGHUP, keeps it), while any
 process is connected, and while any process started with the program's environment lives
-(a worker that ``celery multi`` or ``--detach`` started). Then every pipeline gets one more
+(a worker that ``celery multi`` or ``--detach`` started). Serving such processes after the
+command has ended, it lets go of the command's stderr, so that whoever reads it (a shell, a
+``$(...)``) sees its end; from then on it says nothing. Then every pipeline gets one more
 try, for at most ``batch.exit_timeout``, what is left is counted, and the sidecar exits.
 A program that is PID 1 asks for that drain itself as it exits (``FLUSH``) and waits for
 the answer: its exit would end the sidecar with the rest of the namespace.
@@ -30,6 +32,7 @@ from otel_celery_launch.sidecar.pipeline import Pipeline
 from otel_celery_launch.sidecar.voice import Voice
 
 LIFETIME_CHECK = 0.5  # seconds between two looks for the program's processes once its main process has ended
+LET_GO_AFTER = 1.0  # seconds after the main process ended that processes still running are taken to have outlived it
 METRICS_DELAY = 0.2  # seconds metrics wait for company: a collection arrives from every process at about the same time
 
 
@@ -53,6 +56,7 @@ def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
     selector.register(pidfd, selectors.EVENT_READ, None)
     buffers: dict[socket.socket, bytearray] = {}
     main_alive = True
+    ended_at = 0.0  # when the main process ended
     asked: socket.socket | None = None
 
     def take(connection: socket.socket, kind: str, dropped: int, items: list[Any]) -> None:
@@ -79,11 +83,16 @@ def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
                 _accept(listener, selector, buffers)
             elif key.fileobj == pidfd:
                 selector.unregister(pidfd)
-                main_alive = False
+                main_alive, ended_at = False, time.monotonic()
             else:
                 _read(key.fileobj, selector, buffers, take)  # type: ignore[arg-type]
-        if not main_alive and not buffers and not _program_alive(name):
+        if main_alive:
+            continue
+        if not buffers and not _program_alive(name):
             break
+        if ended_at and time.monotonic() - ended_at > LET_GO_AFTER:
+            ended_at = 0.0
+            voice.let_go()
     _drain(list(pipelines.values()), voice, plan.batch.exit_timeout)
     if asked is not None:
         try:

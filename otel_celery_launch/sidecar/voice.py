@@ -6,7 +6,7 @@ place that knows the collector's state and every drop, and the only one that spe
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
 import threading
 import time
@@ -15,7 +15,6 @@ from otel_celery_launch.masking import host_port
 
 REPORT_INTERVAL = 60.0  # seconds between two reports of the same outage
 _NOUNS = {"spans": ("span", "spans"), "metrics": ("metric", "metrics"), "logs": ("log record", "log records")}
-logger = logging.getLogger("otel_celery_launch.sidecar")
 
 
 def say(message: str, *args: object) -> None:
@@ -73,6 +72,15 @@ class Voice:
             if any(self._dropped.values()):
                 self._report(f"the collector at {self._where} {what}")
             self._closed = True
+
+    def let_go(self) -> None:
+        """The command has ended, and processes it started live on: report what is pending, then let its stderr go."""
+        with self._lock:
+            if any(self._dropped.values()):
+                self._report(f"the collector at {self._where} is failing")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
 
     def failed(self, stage: str, error: BaseException) -> None:
         """A step of the sidecar itself failed: said once per stage; the program runs on."""
