@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_celery_launch.bootstrap.log_ids import add_trace_ids
+from otel_celery_launch.bootstrap.logs.ids import add_trace_ids
 
 
 def _logger(with_ids: bool) -> structlog.BoundLogger:

@@ -8,7 +8,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from otel_celery_launch.bootstrap.log_ids import add_trace_ids
+from otel_celery_launch.bootstrap.logs.ids import add_trace_ids
 from tests.otlp_receiver import Receiver
 from tests.processes import SCENARIOS, RedisServer, Worker, clean_env, run_launcher
 
@@ -130,7 +130,7 @@ with trace.get_tracer("p").start_as_current_span("request") as span:
     logging.getLogger("app").info("ours")
     ours = format(span.get_span_context().trace_id, "032x")
     event = {"trace_id": "my-trace", "task_id": "my-task"}
-    from otel_celery_launch.bootstrap.log_ids import add_trace_ids
+    from otel_celery_launch.bootstrap.logs.ids import add_trace_ids
     kept = add_trace_ids(None, "info", dict(event))
     added = add_trace_ids(None, "info", {})
 mine, theirs = records

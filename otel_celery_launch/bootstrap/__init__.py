@@ -1,7 +1,7 @@
 """Bootstrap: what runs inside the launched process, before any user code.
 
 Nothing heavy happens here. Log records get their trace ids (standard library only), and
-each integration is registered with :mod:`~otel_celery_launch.bootstrap.activation`, which
+each integration is registered with :mod:`~otel_celery_launch.bootstrap.activation.imports`, which
 sets it up once the program imports its library, at a moment when that is safe: the SDK
 when the program imports OpenTelemetry, the ids in structlog's default chain when it
 imports structlog, the Celery instrumentation when it imports Celery, and every other
@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from otel_celery_launch.bootstrap import diagnostics
-from otel_celery_launch.bootstrap.activation import activate_when_imported, use
-from otel_celery_launch.bootstrap.celery_hooks import instrument_celery, report_first_use
-from otel_celery_launch.bootstrap.instrumentations import activate_instrumentations
-from otel_celery_launch.bootstrap.logs import add_ids_to_structlog, install_logging
+from otel_celery_launch.bootstrap.activation.imports import activate_when_imported, use
+from otel_celery_launch.bootstrap.celery.hooks import instrument_celery, report_first_use
+from otel_celery_launch.bootstrap.activation.instrumentations import activate_instrumentations
+from otel_celery_launch.bootstrap.logs.setup import add_ids_to_structlog, install_logging
 from otel_celery_launch.bootstrap.telemetry import install_propagators, install_tracer_provider, report_first_span
 from otel_celery_launch.handoff import Plan
 

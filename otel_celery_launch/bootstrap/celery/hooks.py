@@ -10,8 +10,8 @@ from types import ModuleType
 from typing import Any
 
 from otel_celery_launch.bootstrap.diagnostics import logger, silence
-from otel_celery_launch.bootstrap.instrumentations import plans_celery
-from otel_celery_launch.bootstrap.publish import task_from_sender, watch_publishes
+from otel_celery_launch.bootstrap.activation.instrumentations import plans_celery
+from otel_celery_launch.bootstrap.celery.publish import task_from_sender, watch_publishes
 from otel_celery_launch.handoff import Plan
 
 
@@ -42,20 +42,20 @@ def instrument_celery(plan: Plan) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor, utils
 
     # Tutorial code calls instrument() itself, before or after ours; the second call does
-    # nothing, so its warning is noise (said once: bootstrap.instrumentations silences it too).
+    # nothing, so its warning is noise (said once: bootstrap.activation.instrumentations silences it too).
     silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
     if plans_celery(plan):  # otherwise switched off, or unable to run here: the hooks below still keep other spans
         utils.retrieve_task_from_sender = task_from_sender(utils.retrieve_task_from_sender)  # type: ignore[assignment]
         CeleryInstrumentor().instrument(skip_dep_check=True)
 
     if plan.sends_metrics:
-        from otel_celery_launch.bootstrap.celery_metrics import record_celery_metrics
+        from otel_celery_launch.bootstrap.celery.metrics import record_celery_metrics
 
         record_celery_metrics(plan)
     # Prefork children leave through os._exit, which skips atexit: hand the last telemetry over before that.
     signals.worker_process_shutdown.connect(_process_ending, weak=False)
     if plan.logs.format != "off":
-        from otel_celery_launch.bootstrap.logs import restyle_celery_handlers
+        from otel_celery_launch.bootstrap.logs.setup import restyle_celery_handlers
 
         # Celery's own handlers only; taking over through setup_logging would lose -l, -f
         # and stdout redirection. The task logger needs its own: it does not propagate to root.

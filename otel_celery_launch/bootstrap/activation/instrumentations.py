@@ -2,7 +2,7 @@
 
 The launcher already checked that each can run (library version, no version skew), so
 nothing is checked or imported here until the program imports the library. Celery's is
-set up with the launcher's own Celery hooks (:mod:`~otel_celery_launch.bootstrap.celery_hooks`).
+set up with the launcher's own Celery hooks (:mod:`~otel_celery_launch.bootstrap.celery.hooks`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable
 from importlib import import_module
 
-from otel_celery_launch.bootstrap.activation import activate_when_imported
+from otel_celery_launch.bootstrap.activation.imports import activate_when_imported
 from otel_celery_launch.bootstrap.diagnostics import silence
-from otel_celery_launch.bootstrap.broker_traffic import quiet_kombu_redis
+from otel_celery_launch.bootstrap.activation.broker_traffic import quiet_kombu_redis
 from otel_celery_launch.handoff import InstrumentationPlan, Plan
 
 CELERY = "celery"

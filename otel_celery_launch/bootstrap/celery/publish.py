@@ -1,7 +1,7 @@
 """Around every publish (``Celery.send_task``): first use, the publishing app's task, a failed publish.
 
 * The first publish is a first use of Celery: the instrumentation is set up then, if it
-  was not yet (see :mod:`otel_celery_launch.bootstrap.activation`).
+  was not yet (see :mod:`otel_celery_launch.bootstrap.activation.imports`).
 * The instrumentation's publish handlers look the task up through ``current_app``, which
   may not be the app that publishes, may refuse (an app that must not auto-finalize), and
   then logs an error at every publish. The publishing app is known here: its task is

@@ -14,14 +14,14 @@ from typing import Any
 import structlog
 from structlog.stdlib import ProcessorFormatter
 
-from otel_celery_launch.bootstrap.log_ids import add_missing, current_task
+from otel_celery_launch.bootstrap.logs.ids import add_missing, current_task
 from otel_celery_launch.handoff import LogsPlan
 
 _timestamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
 
 
 def _ids_from_record(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Stdlib records carry the ids of the moment they were made (see log_ids.install_record_ids).
+    """Stdlib records carry the ids of the moment they were made (see ids.install_record_ids).
 
     The program's own values (``extra=``) are shown as given; the task's ids are added
     only where the program set neither.

@@ -58,7 +58,7 @@ _LIBRARIES = tuple(
     os.path.join(os.path.realpath(directory), "")
     for directory in {os.path.dirname(os.__file__), *getattr(site, "getsitepackages", list)(), site.getusersitepackages()}
 )
-_OURS = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "")
+_OURS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))), "")  # otel_celery_launch/
 
 
 @dataclass(eq=False)

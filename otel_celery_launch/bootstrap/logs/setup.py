@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from otel_celery_launch.bootstrap.log_ids import add_trace_ids, install_record_ids
+from otel_celery_launch.bootstrap.logs.ids import add_trace_ids, install_record_ids
 from otel_celery_launch.handoff import LogsPlan
 
 
@@ -29,7 +29,7 @@ class _StyledLastResort(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.formatter is None:
-            from otel_celery_launch.bootstrap.log_format import formatter
+            from otel_celery_launch.bootstrap.logs.format import formatter
 
             self.setFormatter(formatter(self._plan, self.stream))
         super().emit(record)
@@ -61,6 +61,6 @@ def add_ids_to_structlog(export: bool = False) -> None:
 
 def restyle_celery_handlers(plan: LogsPlan, logger: logging.Logger) -> None:
     """The handlers Celery made, in our format; the application's and a test framework's keep theirs."""
-    from otel_celery_launch.bootstrap.log_format import restyle
+    from otel_celery_launch.bootstrap.logs.format import restyle
 
     restyle(logger, plan)
