@@ -119,12 +119,12 @@ class SamplerSettings(Section):
 class BatchSettings(Section):
     schedule_delay: Duration = Field(5.0, description="longest wait before a batch is exported")
     export_timeout: Duration = Field(
-        30.0, description="longest a batch is retried while the collector refuses it; then it is dropped and counted"
+        30.0, description="accepted as the SDK's; no effect: the sidecar retries a batch until the collector answers, and drops the oldest items when its queue is full"
     )
-    max_queue_size: Count = Field(2048, gt=0, le=1_000_000, description="spans held in memory per process; beyond it the oldest are dropped and counted")
+    max_queue_size: Count = Field(2048, gt=0, le=1_000_000, description="spans (and log records, and metrics) the sidecar holds; beyond it the oldest are dropped and counted")
     max_export_batch_size: Count = Field(512, gt=0, le=100_000, description="spans per export")
     exit_timeout: Duration = Field(
-        2.0, description="longest a process spends flushing spans as it exits; none while the collector is known hung"
+        2.0, description="longest the sidecar tries to export what it holds once the program has ended"
     )
 
     @model_validator(mode="after")
