@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from opentelemetry import trace
@@ -40,8 +41,8 @@ def test_every_line_of_a_task_carries_its_run_span_ids(pool: str, redis: RedisSe
     assert {"task logger line 7", "library line 7", "print line 7"} <= events
     (own,) = [line for line in lines if line["event"] == "own task id 7"]
     assert (own["task_id"], own["trace_id"]) == ("my-task", run.trace_id), "the program's task_id is shown as given"
-    (structlog_line,) = [event for event in events if "structlog line" in event]  # structlog's own output, printed
-    assert f"trace_id={run.trace_id}" in structlog_line and f"span_id={run.span_id}" in structlog_line
+    (structlog_line,) = [line for line in in_task if line["event"] == "structlog line"]  # unconfigured structlog, as JSON
+    assert (structlog_line["n"], structlog_line["level"], structlog_line["logger"]) == (7, "info", "logging_tasks"), structlog_line
     assert any("UserWarning: warning line 7" in event for event in events)
     assert any(event.startswith("Task logging_tasks.chatty[") and "succeeded" in event for event in events)
     for line in in_task:
@@ -67,9 +68,9 @@ def test_a_producer_logs_its_trace_ids(receiver: Receiver) -> None:
     result = run_launcher(["--", "python", "-c", PRODUCER], env)
     assert result.returncode == 0, result.stderr
     (request,) = receiver.wait_for(lambda spans: any(s.name == "request" for s in spans)) and receiver.named("request")
-    before, inside = result.stdout.splitlines()  # structlog's own default output
-    assert "trace_id" not in before
-    assert "structlog inside" in inside and f"span_id={request.span_id}" in inside and f"trace_id={request.trace_id}" in inside
+    before, inside = (json.loads(line) for line in result.stdout.splitlines())  # structlog's defaults, in the launcher's JSON
+    assert "trace_id" not in before and (before["event"], before["level"], before["logger"]) == ("before the span", "info", "producer")
+    assert (inside["event"], inside["order"], inside["span_id"], inside["trace_id"]) == ("structlog inside", 1, request.span_id, request.trace_id)
     (stdlib_line,) = json_lines(result.stderr)  # the handler of last resort, in the launcher's format
     assert (stdlib_line["trace_id"], stdlib_line["span_id"], stdlib_line["logger"]) == (request.trace_id, request.span_id, "producer.std")
 
@@ -158,9 +159,9 @@ def test_a_worker_keeps_the_applications_handler_and_its_keys(redis: RedisServer
     assert "APP formatters after Celery set up logging: ['Formatter']" in output, output
     assert "APP INFO own.std trace=my-trace extra ids 3" in output, output
     assert f"APP INFO own.std trace={run.trace_id} launcher ids 3" in output, output
-    structlog_line = next(line for line in output.splitlines() if "structlog own ids" in line)
-    for own in ("trace_id=my-trace", "span_id=my-span", "task_id=my-task", "task_name=my-name"):
-        assert own in structlog_line, structlog_line
+    structlog_line = json.loads(next(line for line in output.splitlines() if "structlog own ids" in line))
+    assert {key: structlog_line[key] for key in ("trace_id", "span_id", "task_id", "task_name")} == {
+        "trace_id": "my-trace", "span_id": "my-span", "task_id": "my-task", "task_name": "my-name"}
 
 
 DESCENDANTS = """
@@ -177,3 +178,77 @@ def test_descendants_on_another_interpreter_are_untouched_and_ours_are_traced() 
     result = run_launcher(["--", "python", "-c", DESCENDANTS], clean_env(OTEL_TRACES_EXPORTER="none"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["'other interpreter\\n' ''", "'TracerProvider\\n' ''"]
+
+
+STRUCTLOG_STATE = """
+import structlog
+print(structlog.is_configured())
+structlog.configure_once(processors=[structlog.processors.KeyValueRenderer()])
+print(structlog.is_configured())
+structlog.get_logger().info("mine", k=1)
+"""
+
+
+def test_the_programs_own_structlog_configuration_is_left_alone() -> None:
+    result = run_launcher(["--", "python", "-c", STRUCTLOG_STATE], clean_env(OTEL_TRACES_EXPORTER="none"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["False", "True", "k=1 event='mine'"]
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_a_root_worker_writes_nothing_but_json(pool: str, redis: RedisServer, receiver: Receiver) -> None:
+    """Run as root (as in Docker), Celery warns first, before logging is set up; -q drops the banner."""
+    env = clean_env(CELERY_BROKER_URL=redis.url(), **receiver.env("grpc"))
+    with Worker("logging_tasks", PLAIN, env, pool=pool, quiet=True) as worker:
+        producer = run_launcher(["--", "python", "-c", "from logging_tasks import chatty; chatty.delay(5)"], env, cwd=PLAIN)
+        assert producer.returncode == 0, producer.stderr
+        worker.output.wait_for("succeeded")
+        assert worker.stop() == 0
+    lines = [line for line in worker.output.finish().splitlines() if line.strip() and not line.startswith(CELERY_PRINTS)]
+    parsed = [json.loads(line) for line in lines]  # each line one JSON object
+    if os.geteuid() == 0:
+        assert any(line.get("category") == "SecurityWarning" for line in parsed), lines
+
+
+SECRET = "hunter2-secret-password"
+
+
+def test_task_arguments_never_leave_the_process(redis: RedisServer, receiver: Receiver) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_LOGS_EXPORTER="otlp", OTEL_SERVICE_NAME="private", **receiver.env("grpc"))
+    """Celery's "received" and "succeeded" records carry the arguments and the result in ``extra={"data": ...}``."""
+    with Worker("logging_tasks", PLAIN, env, pool="solo") as worker:
+        code = f"from logging_tasks import login\nlogin.delay('ann', password={SECRET!r})"
+        producer = run_launcher(["--", "python", "-c", code], env, cwd=PLAIN)
+        assert producer.returncode == 0, producer.stderr
+        worker.output.wait_for("succeeded")
+        receiver.wait_until(lambda: any("succeeded" in log.body for log in receiver.logs) and receiver.named("run/logging_tasks.login"),
+                            what="the task's records and run span")
+        assert worker.stop() == 0
+    assert any(log.body == "logged in ann" for log in receiver.logs)
+    exported = repr([(log.body, log.attributes) for log in receiver.logs]) + repr([(span.name, span.attributes) for span in receiver.spans])
+    assert SECRET not in exported
+
+
+WARNINGS_CAPTURED = """
+import contextlib, io, logging, warnings
+buffer = io.StringIO()
+with contextlib.redirect_stderr(buffer):
+    logging.getLogger("app").warning("to the current stderr")
+    warnings.warn("a warning too")
+print(sorted(json.loads(line)["event"] for line in buffer.getvalue().splitlines()))
+"""
+
+
+def test_lines_and_warnings_go_to_the_current_stderr() -> None:
+    result = run_launcher(["--", "python", "-c", "import json\n" + WARNINGS_CAPTURED], clean_env(OTEL_TRACES_EXPORTER="none"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["['a warning too', 'to the current stderr']"] and result.stderr == ""
+
+
+def test_warnings_as_errors_change_nothing_with_log_export_on(receiver: Receiver) -> None:
+    code = "import logging\nfrom opentelemetry import trace\nwith trace.get_tracer('t').start_as_current_span('strict'):\n    logging.getLogger('app').warning('exported')"
+    env = clean_env(OTEL_LOGS_EXPORTER="otlp", **receiver.env("grpc"))
+    result = run_launcher(["--", "python", "-W", "error", "-c", code], env)
+    assert result.returncode == 0, result.stderr
+    assert "warning:" not in result.stderr.lower().replace('"level": "warning"', ""), result.stderr
+    receiver.wait_until(lambda: receiver.named("strict") and any(log.body == "exported" for log in receiver.logs), what="the span and the record")

@@ -20,7 +20,7 @@ from otel_celery_launch.bootstrap import diagnostics
 from otel_celery_launch.bootstrap.activation.imports import activate_when_imported, use
 from otel_celery_launch.bootstrap.celery.hooks import instrument_celery, report_first_use
 from otel_celery_launch.bootstrap.activation.instrumentations import activate_instrumentations
-from otel_celery_launch.bootstrap.logs.setup import add_ids_to_structlog, install_logging
+from otel_celery_launch.bootstrap.logs.setup import adopt_structlog_defaults, install_logging
 from otel_celery_launch.bootstrap.telemetry import install_propagators, install_tracer_provider, report_first_span
 from otel_celery_launch.handoff import Plan
 
@@ -42,7 +42,7 @@ def start() -> None:
     if plan.sends_logs:
         _guarded("setting up log export", _install_log_export)(plan)
     if plan.logs.format != "off":
-        activate_when_imported("structlog", ["structlog"], _guarded("adding ids to structlog", lambda: add_ids_to_structlog(plan.logs.export)))
+        activate_when_imported("structlog", ["structlog"], _guarded("adopting structlog's defaults", lambda: adopt_structlog_defaults(plan.logs, plan.sends_logs)))
     activate_when_imported(
         "opentelemetry.trace",
         ["opentelemetry"],

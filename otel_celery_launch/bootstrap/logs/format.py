@@ -15,6 +15,7 @@ import structlog
 from structlog.stdlib import ProcessorFormatter
 
 from otel_celery_launch.bootstrap.logs.ids import add_missing, current_task
+from otel_celery_launch.bootstrap.logs.style import writes_json
 from otel_celery_launch.handoff import LogsPlan
 
 _timestamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
@@ -44,7 +45,7 @@ class _Formatter(ProcessorFormatter):
 
 def formatter(plan: LogsPlan, stream: Any) -> logging.Formatter:
     terminal = bool(getattr(stream, "isatty", lambda: False)())
-    console = plan.format == "console" or (plan.format == "auto" and terminal)
+    console = not writes_json(plan, stream)
     renderer: Any = structlog.dev.ConsoleRenderer(colors=terminal) if console else structlog.processors.JSONRenderer()
     finish: list[Any] = [ProcessorFormatter.remove_processors_meta]
     if not console:

@@ -15,17 +15,32 @@ from __future__ import annotations
 import logging
 import sys
 
+from typing import Any
+
 from otel_celery_launch.bootstrap.logs.ids import add_trace_ids, install_record_ids
+from otel_celery_launch.bootstrap.logs.style import show_warnings_in_format
 from otel_celery_launch.handoff import LogsPlan
 
 
 class _StyledLastResort(logging.StreamHandler):  # type: ignore[type-arg]
-    """Python's handler of last resort, used while the program configures no logging, in our format."""
+    """Python's handler of last resort, used while the program configures no logging, in our format.
+
+    Like Python's own, it writes to ``sys.stderr`` as it is when the line is written, so a
+    program that redirects stderr (``contextlib.redirect_stderr``) captures its lines.
+    """
 
     def __init__(self, plan: LogsPlan) -> None:
-        super().__init__(sys.stderr)
+        super().__init__()
         self.setLevel(plan.level.upper())
         self._plan = plan
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:  # logging.StreamHandler sets it; the current stderr is always used
+        pass
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.formatter is None:
@@ -39,10 +54,12 @@ def install_logging(plan: LogsPlan) -> None:
     install_record_ids()
     if plan.format != "off":
         logging.lastResort = _StyledLastResort(plan)
+        show_warnings_in_format(plan)
 
 
-def add_ids_to_structlog(export: bool = False) -> None:
-    """Called once structlog is imported: its default chain, until the program configures its own, adds the ids.
+def adopt_structlog_defaults(plan: LogsPlan, export: bool = False) -> None:
+    """Called once structlog is imported: its defaults, until the program configures its own, add the ids,
+    and where the launcher writes JSON, print each event as one JSON object (see :func:`.structlog_defaults.json_defaults`).
 
     The defaults are changed in place, so structlog still counts as not configured:
     ``configure_once`` and the program's own ``configure`` behave as they do bare. A
@@ -50,8 +67,17 @@ def add_ids_to_structlog(export: bool = False) -> None:
     """
     import structlog
 
-    processors = structlog.get_config()["processors"]
-    if add_trace_ids not in processors:
+    from otel_celery_launch.bootstrap.logs.structlog_defaults import json_defaults
+    from otel_celery_launch.bootstrap.logs.style import writes_json
+
+    config = structlog.get_config()
+    processors = config["processors"]
+    if add_trace_ids in processors:
+        return
+    if writes_json(plan, sys.stdout):
+        processors[:], factory = json_defaults()
+        structlog._config._CONFIG.logger_factory = factory  # the attribute, not configure(): that would count as configured
+    else:
         processors.insert(max(len(processors) - 1, 0), add_trace_ids)  # before the renderer
     if export:
         from otel_celery_launch.bootstrap.export.logs import export_structlog_event

@@ -23,3 +23,9 @@ def chatty(n: int) -> int:
     print(f"print line {n}")
     warnings.warn(f"warning line {n}")
     return n
+
+
+@app.task
+def login(user: str, password: str = "") -> str:
+    task_log.info("logged in %s", user)
+    return "ok"
