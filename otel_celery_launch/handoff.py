@@ -53,6 +53,7 @@ class MetricsPlan:
     enabled: bool = True
     export_interval: float = 60.0
     queue_depth_interval: float = 30.0
+    flower_runtime: bool = False
 
 
 @dataclass(frozen=True)

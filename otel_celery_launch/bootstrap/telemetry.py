@@ -16,6 +16,8 @@ def report_first_span(first_use: Callable[[], None]) -> Callable[[ModuleType], N
 
     A tracer obtained early is a proxy that starts non-recording spans until a provider is
     set; reporting the first span lets the provider be set up just before it. Imports nothing.
+    Once a provider is set the proxy's own methods are put back: a tracer obtained early (the
+    Celery instrumentation's) starts a span per task, and must not pay for the watch.
     """
 
     def arm(trace: ModuleType) -> None:
@@ -23,8 +25,10 @@ def report_first_span(first_use: Callable[[], None]) -> Callable[[ModuleType], N
         for name in ("start_span", "start_as_current_span"):
             method = getattr(proxy, name)
 
-            def reporting(self: Any, *args: Any, __method: Any = method, **kwargs: Any) -> Any:
+            def reporting(self: Any, *args: Any, __method: Any = method, __name: str = name, **kwargs: Any) -> Any:
                 first_use()
+                if getattr(trace, "_TRACER_PROVIDER", None) is not None:
+                    setattr(proxy, __name, __method)
                 return __method(self, *args, **kwargs)
 
             setattr(proxy, name, functools.wraps(method)(reporting))

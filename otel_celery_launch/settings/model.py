@@ -152,6 +152,9 @@ class MetricsSettings(Section):
     queue_depth_interval: Duration = Field(
         30.0, ge=1.0, description="time between two polls of each queue's depth, by the main process of each worker (1s at least)"
     )
+    flower_runtime: StrictBool = Field(
+        False, description="also the Celery instrumentation's own flower.task.runtime.seconds histogram (the run time measured a second time)"
+    )
 
 
 class InstrumentationsSettings(Section):

@@ -238,6 +238,7 @@ _ENV_TABLE: tuple[tuple[tuple[str, ...], FieldPath, Callable[[str], str | None]]
     (("OTEL_METRICS_EXPORTER",), ("metrics", "enabled"), _signal_exporter),
     (("OTEL_METRIC_EXPORT_INTERVAL",), ("metrics", "export_interval"), _milliseconds),
     (("OTEL_CELERY_LAUNCH_QUEUE_DEPTH_INTERVAL",), ("metrics", "queue_depth_interval"), _milliseconds),
+    (("OTEL_CELERY_LAUNCH_FLOWER_RUNTIME",), ("metrics", "flower_runtime"), str),
     (("OTEL_CELERY_LAUNCH_INSTRUMENTATIONS",), ("instrumentations", "enabled"), str),
     (("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",), ("instrumentations", "disabled"), str),
 )

@@ -46,7 +46,11 @@ def instrument_celery(plan: Plan) -> None:
     silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
     if plans_celery(plan):  # otherwise switched off, or unable to run here: the hooks below still keep other spans
         utils.retrieve_task_from_sender = task_from_sender(utils.retrieve_task_from_sender)  # type: ignore[assignment]
-        CeleryInstrumentor().instrument(skip_dep_check=True)
+        # Its flower.task.runtime.seconds measures the run time a second time (messaging.process.duration): off unless asked for.
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        options = {} if plan.metrics.flower_runtime else {"meter_provider": NoOpMeterProvider()}
+        CeleryInstrumentor().instrument(skip_dep_check=True, **options)
 
     if plan.sends_metrics:
         from otel_celery_launch.bootstrap.celery.metrics import record_celery_metrics

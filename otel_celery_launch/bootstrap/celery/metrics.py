@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from otel_celery_launch.bootstrap.diagnostics import logger
+from otel_celery_launch.bootstrap.export.tally import TALLY
 from otel_celery_launch.handoff import Plan
 
 PUBLISHED = "otel_celery_launch_published"  # message header: publish time, seconds since the epoch
@@ -25,35 +26,24 @@ TASK, QUEUE, OUTCOME, OPERATION = "celery.task.name", "messaging.destination.nam
 _OUTCOMES = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REJECTED": "rejected", "IGNORED": "ignored"}
 
 
-class _Instruments:
-    def __init__(self) -> None:
-        from opentelemetry import metrics
-
-        meter = metrics.get_meter("otel-celery-launch")
-        self.sent = meter.create_counter("messaging.client.sent.messages", "{message}", "tasks published")
-        self.consumed = meter.create_counter("messaging.client.consumed.messages", "{message}", "tasks a worker started to run")
-        self.outcomes = meter.create_counter("celery.task.outcomes", "{task}", "tasks finished, by outcome: success, failure, retry, rejected, revoked, ignored")
-        self.duration = meter.create_histogram("messaging.process.duration", "s", "time a task ran, by outcome",
-                                               explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
-        self.wait = meter.create_histogram("celery.task.queue.wait", "s", "time from publish to the start of the run",
-                                           explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
-        self.meter = meter
-
-
-_instruments: _Instruments | None = None
+SENT = TALLY.counter("messaging.client.sent.messages", "{message}", "tasks published", (TASK, QUEUE, OPERATION))
+CONSUMED = TALLY.counter("messaging.client.consumed.messages", "{message}", "tasks a worker started to run", (TASK, QUEUE, OPERATION))
+OUTCOMES = TALLY.counter("celery.task.outcomes", "{task}", "tasks finished, by outcome: success, failure, retry, rejected, revoked, ignored",
+                         (TASK, QUEUE, OUTCOME))
+DURATION = TALLY.histogram("messaging.process.duration", "s", "time a task ran, by outcome", (TASK, QUEUE, OUTCOME), SECONDS_BUCKETS)
+WAIT = TALLY.histogram("celery.task.queue.wait", "s", "time from publish to the start of the run", (TASK, QUEUE), SECONDS_BUCKETS)
 _started: dict[str, float] = {}
 
 
-def _get() -> _Instruments:
-    global _instruments
-    if _instruments is None:
-        _instruments = _Instruments()
-    return _instruments
-
-
 def record_celery_metrics(plan: Plan) -> None:
-    """Connect the signal receivers; called with the Celery hooks, in every process that imports Celery."""
+    """Connect the signal receivers; called with the Celery hooks, in every process that imports Celery.
+
+    The meter provider (set up as ``opentelemetry.metrics`` is imported) collects the counts.
+    """
     from celery import signals
+    from opentelemetry.metrics import get_meter_provider
+
+    get_meter_provider()  # imported, the provider is set up (see the bootstrap), and collects the tally with the SDK's metrics
 
     signals.before_task_publish.connect(_published, weak=False)
     signals.task_prerun.connect(_started_run, weak=False)
@@ -71,16 +61,16 @@ def _queue_of(request: Any) -> str:
 def _published(sender: Any = None, routing_key: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
     if headers is not None:
         headers[PUBLISHED] = time.time()
-    _get().sent.add(1, {TASK: str(sender), QUEUE: str(routing_key or ""), OPERATION: "publish"})
+    TALLY.add(SENT, (str(sender), str(routing_key or ""), "publish"))
 
 
 def _started_run(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     request = getattr(task, "request", None)
-    attributes = {TASK: str(getattr(task, "name", "")), QUEUE: _queue_of(request)}
-    _get().consumed.add(1, {**attributes, OPERATION: "process"})
+    name, queue = str(getattr(task, "name", "")), _queue_of(request)
+    TALLY.add(CONSUMED, (name, queue, "process"))
     published = getattr(request, PUBLISHED, None)
     if isinstance(published, (int, float)):
-        _get().wait.record(max(0.0, time.time() - published), attributes)
+        TALLY.record(WAIT, (name, queue), max(0.0, time.time() - published))
     if task_id:
         _started[task_id] = time.perf_counter()
 
@@ -92,20 +82,20 @@ def _finished_run(task_id: str | None = None, task: Any = None, state: str | Non
     if state is None and task_id in worker_state.revoked:
         return  # revoked while it ran: task_revoked counts it
     outcome = "failure" if state is None else _OUTCOMES.get(str(state), str(state).lower())  # None: killed (time limit)
-    attributes = {TASK: str(getattr(task, "name", "")), QUEUE: _queue_of(getattr(task, "request", None)), OUTCOME: outcome}
-    _get().outcomes.add(1, attributes)
+    key = (str(getattr(task, "name", "")), _queue_of(getattr(task, "request", None)), outcome)
+    TALLY.add(OUTCOMES, key)
     if started is not None:
-        _get().duration.record(time.perf_counter() - started, attributes)
+        TALLY.record(DURATION, key, time.perf_counter() - started)
 
 
 def _revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     name = getattr(request, "task_name", None) or getattr(sender, "name", None) or getattr(request, "name", "")
-    _get().outcomes.add(1, {TASK: str(name), QUEUE: _queue_of(request), OUTCOME: "revoked"})
+    TALLY.add(OUTCOMES, (str(name), _queue_of(request), "revoked"))
 
 
 def _rejected(message: Any = None, **_: Any) -> None:
     headers = getattr(message, "headers", None) or {}
-    _get().outcomes.add(1, {TASK: str(headers.get("task", "")), QUEUE: _queue_of(message), OUTCOME: "rejected"})
+    TALLY.add(OUTCOMES, (str(headers.get("task", "")), _queue_of(message), "rejected"))
 
 
 def _observe_worker(consumer: Any, plan: Plan) -> None:
@@ -113,7 +103,9 @@ def _observe_worker(consumer: Any, plan: Plan) -> None:
     from celery.worker import state
     from opentelemetry.metrics import Observation
 
-    owner, meter = os.getpid(), _get().meter
+    from opentelemetry import metrics
+
+    owner, meter = os.getpid(), metrics.get_meter("otel-celery-launch")
     where = {"celery.worker.hostname": str(getattr(consumer, "hostname", ""))}
 
     def observing(value: Any) -> Any:

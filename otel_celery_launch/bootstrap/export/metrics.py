@@ -1,5 +1,8 @@
 """Metrics collected in each process and handed to the sidecar: every interval, and once as the process ends.
 
+The SDK's measurements (the instrumentations' metrics, the worker's gauges) and the
+launcher's own per-task counts (:mod:`.tally`) go out together.
+
 Sums and histograms are deltas, so the counts of many processes (prefork children,
 recycled or not) simply add up at the collector. A forked child inherits its parent's
 measurements not yet collected: it collects once and throws that away, so it starts from
@@ -20,6 +23,7 @@ from otel_celery_launch import wire
 from otel_celery_launch.bootstrap.diagnostics import silence, telemetry_failed
 from otel_celery_launch.bootstrap.export.channel import Channel
 from otel_celery_launch.bootstrap.export.ending import before_ending, channel
+from otel_celery_launch.bootstrap.export.tally import TALLY
 from otel_celery_launch.handoff import Plan
 
 _DELTA: dict[type, AggregationTemporality] = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA,
@@ -85,7 +89,7 @@ class HandOffMetricReader(MetricReader):
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **_: Any) -> None:
         if not self._discarding:
-            items = encode_metrics(metrics_data)
+            items = encode_metrics(metrics_data) + TALLY.collect()
             if items:
                 self._channel.send(wire.METRICS, items)
 
