@@ -7,6 +7,8 @@ worker consumes, which is filled with a known number of messages.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -114,3 +116,47 @@ def test_no_metric_is_lost_under_other_pools(pool: str, redis_server: RedisServe
     assert receiver.total("celery.task.outcomes", **{"celery.task.outcome": "failure"}) == 1
     assert receiver.total("messaging.client.sent.messages") == 8
     assert receiver.total("celery.task.queue.wait") == 8
+
+
+MANY_NAMES = """
+import os, resource
+from celery import Celery
+app = Celery("many", broker=os.environ["CELERY_BROKER_URL"])
+app.conf.task_ignore_result = True
+def rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for n in range(3000):
+    app.send_task(f"warm.{n}")
+before = rss()
+for n in range(30000):
+    app.send_task(f"task.{n}")
+print(rss() - before)
+"""
+
+
+def test_distinct_task_names_beyond_the_limit_fold_into_one_series(redis_server: RedisServer, receiver: Receiver) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis_server.url(9), OTEL_METRIC_EXPORT_INTERVAL="60000", OTEL_SERVICE_NAME="many-names",
+                    **receiver.env("grpc"))
+    result = run_launcher(["--", "python", "-c", MANY_NAMES], env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    bare = subprocess.run([sys.executable, "-c", MANY_NAMES], env=env, capture_output=True, text=True, timeout=120)
+    grown = int(result.stdout.split()[-1]) - int(bare.stdout.split()[-1])
+    assert grown < 8 * 1024, f"memory grew {grown} KiB more than bare over 30,000 more names"
+    redis_server.flush()
+    assert result.stderr.count("more than 2000 series") == 1, result.stderr
+    receiver.wait_until(lambda: receiver.total("messaging.client.sent.messages") == 33000, what="every publish counted")
+    assert receiver.total("messaging.client.sent.messages", **{"otel.metric.overflow": True}) == 31000
+
+
+def test_the_instrumentations_duplicate_runtime_histogram_is_off_unless_asked_for(redis: RedisServer, receiver: Receiver) -> None:
+    for asked in (False, True):
+        receiver.clear()
+        env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_METRIC_EXPORT_INTERVAL="60000", OTEL_CELERY_LAUNCH_FLOWER_RUNTIME=str(asked).lower(),
+                        **receiver.env("grpc"))
+        with Worker("tasks", SCENARIOS / "plain", env, pool="solo") as worker:
+            producer = run_launcher(["--", "python", "-c", "from tasks import record\nrecord.delay('/tmp', 1)"], env, cwd=SCENARIOS / "plain")
+            assert producer.returncode == 0, producer.stderr
+            worker.output.wait_for("succeeded")
+            assert worker.stop() == 0
+        receiver.wait_until(lambda: receiver.total("messaging.process.duration") == 1, what="the run time, once")
+        assert (receiver.total("flower.task.runtime.seconds") > 0) is asked

@@ -83,13 +83,17 @@ class HandOffMetricReader(MetricReader):
 
     def _collect_now(self) -> None:
         try:
-            self.collect()
+            self.collect()  # the SDK hands what it has (if anything) to _receive_metrics
+            tallied = TALLY.collect()
         except Exception as error:
             telemetry_failed("collecting metrics", error)
+            return
+        if tallied:
+            self._channel.send(wire.METRICS, tallied)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **_: Any) -> None:
         if not self._discarding:
-            items = encode_metrics(metrics_data) + TALLY.collect()
+            items = encode_metrics(metrics_data)
             if items:
                 self._channel.send(wire.METRICS, items)
 
