@@ -160,7 +160,7 @@ def _run(argv: Sequence[str]) -> int:
         resolve(command[0], environ)  # a command that cannot start needs no sidecar
         if plan is not None and plan.exports:
             plan = start_sidecar(plan, environ)
-        exec_command(command, child_environment(environ, plan))
+        exec_command(command, child_environment(environ, plan, loaded.secret_variables))
     except LaunchError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.status

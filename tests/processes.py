@@ -134,3 +134,20 @@ class RedisServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+def sidecar_of(plan_env: str) -> int:
+    """The PID of the sidecar named in a program's OTEL_CELERY_LAUNCH_PLAN (the process that listens on its socket)."""
+    import json
+
+    name = json.loads(plan_env)["sidecar"]
+    inodes = {line.split()[6] for line in Path("/proc/net/unix").read_text().splitlines()[1:] if line.split()[-1:] == [f"@{name}"]}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                links = {os.readlink(fd) for fd in (entry / "fd").iterdir()}
+            except OSError:
+                continue
+            if any(f"socket:[{inode}]" in links for inode in inodes):
+                return int(entry.name)
+    raise AssertionError(f"no process listens on @{name}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.otlp_receiver import Receiver, SilentCollector
-from tests.processes import SCENARIOS, LAUNCHER, RedisServer, Worker, clean_env, poll, run_launcher
+from tests.processes import LAUNCHER, SCENARIOS, RedisServer, Worker, clean_env, poll, run_launcher, sidecar_of
 
 PLAIN = SCENARIOS / "plain"
 METRICS = SCENARIOS / "metrics"
@@ -197,3 +197,140 @@ def test_no_process_of_the_program_holds_a_header_value(source: str, tmp_path: P
             assert SECRET.encode() not in Path(f"/proc/{pid}/environ").read_bytes(), pid
             assert SECRET.encode() not in _readable_memory(pid), pid
     assert {span.headers["x-api-key"] for span in receiver.named("run/tasks.record")} == {SECRET}
+
+
+SIGNALLED = """
+import os, signal, sys, threading, time
+from opentelemetry import trace
+tracer = trace.get_tracer("t")
+calls = []
+def handler(signum, frame):
+    with tracer.start_as_current_span("in handler"):
+        calls.append(1)
+signal.signal(signal.SIGUSR1, handler)
+def poke():
+    for _ in range(100):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.002)
+threading.Thread(target=poke).start()
+deadline = time.monotonic() + 1.5
+while time.monotonic() < deadline or len(calls) < 100:
+    with tracer.start_as_current_span("loop"):
+        time.sleep(0.001)
+print(len(calls))
+"""
+
+
+def test_spans_ended_in_a_signal_handler_neither_hang_nor_crash(receiver: Receiver) -> None:
+    result = run_launcher(["--", "python", "-c", SIGNALLED], clean_env(**receiver.env("grpc")), timeout=60)
+    assert (result.returncode, result.stdout.split()) == (0, ["100"]), result.stderr
+    receiver.wait_until(lambda: len(receiver.named("in handler")) == 100, what="every span of the handler")
+
+
+CLOSES_ITS_DESCRIPTORS = """
+import os, socket
+from opentelemetry import trace
+tracer = trace.get_tracer("t")
+tracer.start_span("before").end()
+os.closerange(3, 1024)
+pairs = [socket.socketpair() for _ in range(10)]
+tracer.start_span("after").end()
+for mine, theirs in pairs:
+    theirs.setblocking(False)
+    try:
+        print("received", theirs.recv(1 << 16))
+    except BlockingIOError:
+        pass
+print("done")
+"""
+
+
+def test_a_program_that_closes_its_descriptors_gets_nothing_written_into_its_own(receiver: Receiver) -> None:
+    result = run_launcher(["--", "python", "-c", CLOSES_ITS_DESCRIPTORS], clean_env(**receiver.env("grpc")))
+    assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
+    assert "Traceback" not in result.stderr
+    receiver.wait_until(lambda: {"before", "after"} <= {span.name for span in receiver.spans}, what="both spans")
+
+
+OUTSIDER = """
+import json, marshal, os, socket, struct, sys, time
+from opentelemetry import trace
+name = json.loads(os.environ["OTEL_CELERY_LAUNCH_PLAN"])["sidecar"]
+def frame(message):
+    body = marshal.dumps(message)
+    return struct.pack("!I", len(body)) + body
+outsider = os.fork()
+if outsider == 0:  # a process started without the program's environment would do the same; this one forks, so it clears it
+    os.execve(sys.executable, [sys.executable, "-c", '''
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(b"\\\\0" + sys.argv[1].encode())
+try:
+    s.sendall(bytes.fromhex(sys.argv[2]))
+    time.sleep(0.5)
+except OSError:  # hung up on
+    pass
+''', name, (frame(("flush", 1, 0, [])) + frame(("spans", 1, 10**12, [])) + b"\\\\0\\\\0\\\\0").hex()], {"PATH": os.environ["PATH"]})
+os.waitpid(outsider, 0)
+for n in range(3):
+    with trace.get_tracer("t").start_as_current_span(f"after {n}"):
+        time.sleep(0.1)
+print("done")
+"""
+
+
+def test_a_process_outside_the_program_can_neither_end_nor_fool_the_sidecar(receiver: Receiver) -> None:
+    result = run_launcher(["--", "python", "-c", OUTSIDER], clean_env(**receiver.env("grpc")), timeout=30)
+    assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
+    receiver.wait_until(lambda: {"after 0", "after 1", "after 2"} <= {span.name for span in receiver.spans}, what="the program's spans")
+    assert result.stderr == "", "no false report of losses, no 'cannot be reached'"
+
+
+STALLED = """
+import json, os, signal, sys
+from opentelemetry import trace
+sidecar = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+tracer = trace.get_tracer("t")
+for n in range(20000):
+    tracer.start_span("flood").end()
+print(json.loads(os.environ["OTEL_CELERY_LAUNCH_PLAN"])["sidecar"])
+"""
+
+
+def test_what_a_stalled_sidecar_never_took_is_counted(receiver: Receiver) -> None:
+    """The sidecar is stopped (SIGSTOP) while the program ends 20,000 spans: each is delivered or counted, none vanishes."""
+    env = clean_env(OTEL_BSP_MAX_QUEUE_SIZE="100000", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="512", **receiver.env("grpc"))
+    code = "import os, sys\nprint(os.environ['OTEL_CELERY_LAUNCH_PLAN'], flush=True)\nsys.stdin.readline()\n" + STALLED
+    process = subprocess.Popen([LAUNCHER, "--", "python", "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdin is not None
+    sidecar = sidecar_of(process.stdout.readline())
+    os.kill(sidecar, signal.SIGSTOP)
+    try:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        process.wait(60)
+    finally:
+        os.kill(sidecar, signal.SIGCONT)
+    stderr = process.stderr.read() if process.stderr else ""
+    assert process.returncode == 0, stderr
+    said = sum(int(n) for n in re.findall(r"did not take (\d+) spans", stderr))
+    receiver.wait_until(lambda: len(receiver.named("flood")) + said == 20000, timeout=60,
+                        what=f"every span delivered or counted ({said} counted)")
+
+
+def test_a_console_sidecar_lets_go_of_stdout_when_only_a_background_process_remains() -> None:
+    started = time.monotonic()
+    result = subprocess.run(f"x=$({LAUNCHER} --exporter-protocol console -- sh -c 'sleep 4 >/dev/null 2>&1 & echo hi'); echo $x",
+                            shell=True, env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert result.stdout == "hi\n" and time.monotonic() - started < 3, (result.stdout, time.monotonic() - started)
+
+
+def test_variables_the_file_puts_into_credentials_are_not_inherited(tmp_path: Path, receiver: Receiver) -> None:
+    (tmp_path / "otel.yaml").write_text("exporter: {headers: {x-api-key: '${API_KEY}'}}\n")
+    code = "import os\nfrom opentelemetry import trace\ntrace.get_tracer('t').start_span('one').end()\nprint('API_KEY' in os.environ)"
+    result = run_launcher(["--config", str(tmp_path / "otel.yaml"), "--", "python", "-c", code],
+                          clean_env(API_KEY=SECRET, **receiver.env("grpc")))
+    assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
+    (span,) = receiver.wait_for(lambda spans: len(spans) == 1)
+    assert span.headers["x-api-key"] == SECRET

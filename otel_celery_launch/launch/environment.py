@@ -6,7 +6,7 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from otel_celery_launch.handoff import ENV_VAR, Plan, public_endpoint, secret_endpoint
@@ -16,12 +16,13 @@ _HEADERS = re.compile(r"OTEL_EXPORTER_OTLP_(TRACES_|METRICS_|LOGS_)?HEADERS")
 _ENDPOINT = re.compile(r"OTEL_EXPORTER_OTLP_(TRACES_|METRICS_|LOGS_)?ENDPOINT")
 
 
-def child_environment(environ: Mapping[str, str], plan: Plan | None) -> dict[str, str]:
+def child_environment(environ: Mapping[str, str], plan: Plan | None, secret_variables: Collection[str] = ()) -> dict[str, str]:
     """Without a plan (telemetry disabled) the hook and any inherited plan are taken out.
 
-    With a sidecar, the credentials are the sidecar's alone: header variables are left out
-    and endpoints lose their user information and query, so no process of the program
-    (each inherits this environment, and ``/proc/PID/environ`` shows it) holds them.
+    With a sidecar, the credentials are the sidecar's alone: header variables, and the
+    variables the config file put into header values or endpoints (``secret_variables``), are
+    left out, and endpoints lose their user information and query, so no process of the
+    program (each inherits this environment, and ``/proc/PID/environ`` shows it) holds them.
 
     The user's PYTHONPATH is kept, after the hook directory; processes the command starts
     inherit both, so ``celery multi`` workers are bootstrapped too. The SDK reads
@@ -40,7 +41,7 @@ def child_environment(environ: Mapping[str, str], plan: Plan | None) -> dict[str
             env["OTEL_SDK_DISABLED"] = "false"
         if plan.sidecar:
             for name in list(env):
-                if _HEADERS.fullmatch(name):
+                if _HEADERS.fullmatch(name) or name in secret_variables:
                     del env[name]
                 elif _ENDPOINT.fullmatch(name) and secret_endpoint(env[name]):
                     env[name] = public_endpoint(env[name])

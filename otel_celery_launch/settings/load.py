@@ -32,6 +32,7 @@ class LoadedSettings:
     settings: Settings
     origins: Mapping[FieldPath, str]
     config_file: str | None
+    secret_variables: frozenset[str] = frozenset()  # the file's ${VAR}s in header values and endpoints
 
     def origin(self, path: FieldPath) -> str:
         return find_origin(self.origins, path) or "default"
@@ -72,7 +73,8 @@ def load_settings(
             problems += [problem for detail in error.errors() if (problem := _describe(detail, file_source.origins)) not in known]
     if problems:
         raise SettingsError(problems)
-    return LoadedSettings(settings, origins, config_file)
+    secret_variables = frozenset(sources[-1].secret_variables) if isinstance(sources[-1], YamlFileSource) else frozenset()
+    return LoadedSettings(settings, origins, config_file, secret_variables)
 
 
 def redact(path: FieldPath, value: Any) -> str:

@@ -101,6 +101,7 @@ class YamlFileSource(TrackedSource):
         super().__init__()
         self.path = path
         self.environ = environ
+        self.secret_variables: set[str] = set()  # variables put into a header value or an endpoint: credentials
         root = self._read()
         if root is None:
             return
@@ -144,6 +145,8 @@ class YamlFileSource(TrackedSource):
             name, default = match.group(1), match.group(2)
             found = self.environ.get(name)
             if found:
+                if path[:2] == ("exporter", "headers") or (path[:1] == ("exporter",) and path[-1].endswith("endpoint")):
+                    self.secret_variables.add(name)
                 return found
             if default is not None:
                 return default

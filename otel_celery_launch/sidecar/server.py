@@ -7,8 +7,13 @@ process is connected, and while any process started with the program's environme
 command has ended, it lets go of the command's stderr, so that whoever reads it (a shell, a
 ``$(...)``) sees its end; from then on it says nothing. Then every pipeline gets one more
 try, for at most ``batch.exit_timeout``, what is left is counted, and the sidecar exits.
-A program that is PID 1 asks for that drain itself as it exits (``FLUSH``) and waits for
-the answer: its exit would end the sidecar with the rest of the namespace.
+A program whose exit may end the sidecar with the rest of its namespace (PID 1) asks for that
+drain itself as it exits (``FLUSH``) and waits for the answer; the sidecar honours it from the
+main process only, and drains then only if no other process of the program runs.
+
+Only processes of the program may connect: the peer's environment (``/proc/PID/environ``,
+the one it was started with) must name this sidecar. Others are hung up on: they could
+otherwise end the sidecar early, keep it alive, or report false losses.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +38,7 @@ from otel_celery_launch.sidecar.pipeline import Pipeline
 from otel_celery_launch.sidecar.voice import Voice
 
 LIFETIME_CHECK = 0.5  # seconds between two looks for the program's processes once its main process has ended
-LET_GO_AFTER = 1.0  # seconds after the main process ended that processes still running are taken to have outlived it
+LET_GO_AFTER = 0.5  # seconds after the main process ended that processes still running are taken to have outlived it
 METRICS_DELAY = 0.2  # seconds metrics wait for company: a collection arrives from every process at about the same time
 
 
@@ -51,6 +57,7 @@ def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
     pipelines = {signal: _pipeline(plan, signal, resource, voice, causes) for signal in signals}
     readers = {"spans": rebuild.span, "logs": rebuild.log_record, "metrics": lambda item, resource: rebuild.metrics_data([item], resource) and item}
     listener.setblocking(False)
+    marker = name.encode()
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, None)
     selector.register(pidfd, selectors.EVENT_READ, None)
@@ -62,7 +69,12 @@ def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
     def take(connection: socket.socket, kind: str, dropped: int, items: list[Any]) -> None:
         nonlocal asked
         if kind == wire.FLUSH:
-            asked = connection
+            if _peer(connection) != plan.main_pid:
+                return
+            if _program_alive(marker, also_not=plan.main_pid):
+                _answer(connection)  # the others keep the sidecar, and the namespace, alive
+            else:
+                asked = connection
             return
         pipeline = pipelines.get(kind)
         if pipeline is None:
@@ -80,7 +92,7 @@ def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
     while asked is None:
         for key, _ in selector.select(None if main_alive else LIFETIME_CHECK):
             if key.fileobj is listener:
-                _accept(listener, selector, buffers)
+                _accept(listener, selector, buffers, marker)
             elif key.fileobj == pidfd:
                 selector.unregister(pidfd)
                 main_alive, ended_at = False, time.monotonic()
@@ -88,18 +100,40 @@ def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
                 _read(key.fileobj, selector, buffers, take)  # type: ignore[arg-type]
         if main_alive:
             continue
-        if not buffers and not _program_alive(name):
+        if not buffers and not _program_alive(marker):
             break
         if ended_at and time.monotonic() - ended_at > LET_GO_AFTER:
             ended_at = 0.0
-            voice.let_go()
+            voice.let_go(stdout=plan.exporter.protocol == "console")
     _drain(list(pipelines.values()), voice, plan.batch.exit_timeout)
     if asked is not None:
-        try:
-            asked.send(b"\1")
-        except OSError:
-            pass
+        _answer(asked)
     os._exit(0)
+
+
+def _answer(connection: socket.socket) -> None:
+    try:
+        connection.send(b"\1")
+    except OSError:
+        pass
+
+
+def _peer(connection: socket.socket) -> int:
+    """The PID of the process at the other end (as the kernel recorded it when it connected)."""
+    pid, _uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return pid
+
+
+def _of_the_program(pid: int, marker: bytes) -> bool:
+    """Whether the process was started with the program's environment. One whose environment cannot be
+    read counts, and so does one gone already: a prefork child that sent its spans and left before the
+    sidecar (stopped, or busy) accepted its connection."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            found = environ.read()
+    except OSError:
+        return True
+    return marker in found or not found  # a zombie's environment reads empty
 
 
 def _pipeline(plan: Plan, signal: str, resource: Resource, voice: Voice, causes: Causes) -> Pipeline:
@@ -110,12 +144,15 @@ def _pipeline(plan: Plan, signal: str, resource: Resource, voice: Voice, causes:
                     delay=METRICS_DELAY if signal == "metrics" else batch.schedule_delay)
 
 
-def _accept(listener: socket.socket, selector: selectors.BaseSelector, buffers: dict[socket.socket, bytearray]) -> None:
+def _accept(listener: socket.socket, selector: selectors.BaseSelector, buffers: dict[socket.socket, bytearray], marker: bytes) -> None:
     while True:
         try:
             connection, _ = listener.accept()
         except OSError:  # none waiting
             return
+        if not _of_the_program(_peer(connection), marker):
+            connection.close()
+            continue
         connection.setblocking(False)
         buffers[connection] = bytearray()
         selector.register(connection, selectors.EVENT_READ, None)
@@ -151,12 +188,11 @@ def _read(connection: socket.socket, selector: selectors.BaseSelector, buffers: 
         connection.close()
 
 
-def _program_alive(name: str) -> bool:
+def _program_alive(marker: bytes, also_not: int = 0) -> bool:
     """Whether any process started with the program's environment (which names this sidecar) still runs."""
-    marker = name.encode()
     me = os.getpid()
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and int(entry.name) != me:
+        if entry.name.isdigit() and int(entry.name) not in (me, also_not):
             try:
                 with open(f"/proc/{entry.name}/environ", "rb") as environ:
                     if marker in environ.read():

@@ -61,7 +61,7 @@ class Voice:
         with self._lock:
             self._dropped[signal] += count
             if time.monotonic() - self._reported_at >= REPORT_INTERVAL:
-                self._report(f"the collector at {self._where} is still failing")
+                self._report(self._state())
 
     def close(self, left: dict[str, int], what: str) -> None:
         """At the end: ``left`` (what never got through, by signal) and the drops no interval has reported yet;
@@ -70,16 +70,18 @@ class Voice:
             for signal, count in left.items():
                 self._dropped[signal] += count
             if any(self._dropped.values()):
-                self._report(f"the collector at {self._where} {what}")
+                self._report(f"the collector at {self._where} {what}" if self._down or left else self._state())
             self._closed = True
 
-    def let_go(self) -> None:
-        """The command has ended, and processes it started live on: report what is pending, then let its stderr go."""
+    def let_go(self, stdout: bool) -> None:
+        """The command has ended, and processes it started live on: report what is pending, then let its
+        stderr go (and its stdout, which the console exporter writes to)."""
         with self._lock:
             if any(self._dropped.values()):
-                self._report(f"the collector at {self._where} is failing")
+                self._report(self._state())
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
+        for descriptor in (1, 2) if stdout else (2,):
+            os.dup2(devnull, descriptor)
         os.close(devnull)
 
     def failed(self, stage: str, error: BaseException) -> None:
@@ -87,6 +89,12 @@ class Voice:
         if stage not in self._said:
             self._said.add(stage)
             say("warning: %s failed (%s); the program runs on with telemetry incomplete", stage, type(error).__name__)
+
+    def _state(self) -> str:
+        """Why items were dropped, as far as is known."""
+        if self._down:
+            return f"the collector at {self._where} is still failing"
+        return f"the collector at {self._where} took telemetry slower than the program made it (a queue was full)"
 
     def _report(self, what: str) -> None:
         lost = "".join(f"; {count} {_NOUNS[signal][count != 1]} dropped" for signal, count in self._dropped.items() if count)

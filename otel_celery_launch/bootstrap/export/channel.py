@@ -1,10 +1,13 @@
 """One process's side of the hand-off: a non-blocking Unix stream connection to the sidecar, made again after a fork.
 
-Sending never waits: a message the connection cannot take at once waits in a small
-buffer of its own for the next send, and past that bound it is dropped and counted (the
-count travels with the next message, for the sidecar to report). Threads of one process
-share the connection under a real lock, held only for a non-blocking ``send``, so neither a
-gevent or eventlet switch nor a fork can leave it held.
+Sending never waits: a message the connection cannot take at once waits in a buffer of the
+process, and past ``PENDING_LIMIT`` it is dropped and counted (the count travels with the
+next message, for the sidecar to report; what is still undelivered as the process ends is
+said by the process itself). Threads share the connection under a real lock, held only for a
+non-blocking ``send``, so neither a gevent or eventlet switch nor a fork can leave it held; a
+signal handler that ends a span while its thread holds the lock leaves the span for the
+holder to send. A program may close every descriptor it has, ours included, and reuse the
+number: the connection is checked to be ours before each write, and never closed otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import _socket  # the C socket type: gevent and eventlet patch ``socket.socket``
 import _thread
 import os
 import time
+from collections import deque
 from typing import Any
 
 from otel_celery_launch import wire
@@ -20,6 +24,8 @@ from otel_celery_launch.bootstrap.diagnostics import logger
 
 PENDING_LIMIT = 4 << 20  # bytes a process holds while the sidecar reads slower than it sends
 RECONNECT_PAUSE = 1.0  # seconds between two tries to reach a sidecar that was not there
+LOCK_WAIT = 0.05  # longest a send waits for another thread's; then its items are left to that thread
+_NOUNS = {"spans": "spans", "metrics": "metrics", "logs": "log records"}
 
 
 class Channel:
@@ -33,27 +39,48 @@ class Channel:
     def _reset(self) -> None:
         """In a new process: its own connection, lock and counts (the parent's are the parent's to report)."""
         self._lock = _thread.allocate_lock()
+        self._owner = 0  # the thread holding the lock
+        self._deferred: list[tuple[str, list[Any]]] = []
         self._sock: Any = None
-        self._pending = b""
+        self._identity = (0, 0)  # (device, inode) of our socket: a reused descriptor number is not ours
+        self._pending = bytearray()
+        self._frames: deque[tuple[int, str, int]] = deque()  # (bytes, kind, items and drops it carries) of each frame in _pending
+        self._head = 0  # bytes of the first frame already written
         self._refused_at = 0.0
         self._dropped = dict.fromkeys(wire.KINDS, 0)
 
     def send(self, kind: str, items: list[Any]) -> None:
         """Hand ``items`` over now; if the sidecar cannot take them, count them for its next report."""
-        with self._lock:
-            try:
-                frame = wire.pack(kind, os.getpid(), self._dropped[kind], items)
-            except ValueError:  # a value marshal cannot write
-                self._dropped[kind] += len(items)
-                return
-            if self._connected() is None or len(self._pending) + len(frame) > PENDING_LIMIT:
-                self._dropped[kind] += len(items)
-                return
-            self._dropped[kind] = 0
-            self._pending += frame
-            self._write()
+        if self._owner == _thread.get_ident() or not self._lock.acquire(timeout=LOCK_WAIT):
+            self._deferred.append((kind, items))  # a signal handler inside this thread's send: the send takes them
+            return
+        self._owner = _thread.get_ident()
+        try:
+            self._queue(kind, items)
+            while self._deferred:
+                self._queue(*self._deferred.pop(0))
+            if self._pending:
+                self._write()
+        finally:
+            self._owner = 0
+            self._lock.release()
+
+    def _queue(self, kind: str, items: list[Any]) -> None:
+        try:
+            frame = wire.pack(kind, os.getpid(), self._dropped[kind], items)
+        except ValueError:  # a value marshal cannot write
+            self._dropped[kind] += len(items)
+            return
+        if self._connected() is None or len(self._pending) + len(frame) > PENDING_LIMIT:
+            self._dropped[kind] += len(items)
+            return
+        self._frames.append((len(frame), kind, len(items) + self._dropped[kind]))
+        self._dropped[kind] = 0
+        self._pending += frame
 
     def _connected(self) -> Any:
+        if self._sock is not None and not self._ours():
+            self._abandon(close=False)
         if self._sock is None and time.monotonic() - self._refused_at >= RECONNECT_PAUSE:
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK)
             try:
@@ -63,7 +90,16 @@ class Channel:
                 self._lost()
             else:
                 self._sock = sock
+                stat = os.fstat(sock.fileno())
+                self._identity = (stat.st_dev, stat.st_ino)
         return self._sock
+
+    def _ours(self) -> bool:
+        try:
+            stat = os.fstat(self._sock.fileno())
+        except (OSError, ValueError):
+            return False
+        return (stat.st_dev, stat.st_ino) == self._identity
 
     def _write(self) -> None:
         try:
@@ -71,11 +107,24 @@ class Channel:
         except BlockingIOError:
             return
         except OSError:  # the sidecar went away
-            self._sock.close()
-            self._sock, self._pending = None, b""
+            self._abandon(close=True)
             self._lost()
             return
-        self._pending = self._pending[sent:]
+        del self._pending[:sent]
+        self._head += sent
+        while self._frames and self._head >= self._frames[0][0]:
+            self._head -= self._frames.popleft()[0]
+
+    def _abandon(self, close: bool) -> None:
+        """Forget the connection; what it had not written is counted as dropped. A descriptor that is no
+        longer ours (the program closed it, and may have reused the number) is let go of, not closed."""
+        if close:
+            self._sock.close()
+        else:
+            self._sock.detach()
+        for _, kind, count in self._frames:
+            self._dropped[kind] += count
+        self._sock, self._pending, self._frames, self._head = None, bytearray(), deque(), 0
 
     def _lost(self) -> None:
         self._refused_at = time.monotonic()
@@ -84,21 +133,34 @@ class Channel:
             logger.warning("otel-celery-launch: warning: the export sidecar cannot be reached; telemetry is dropped and the work runs on")
 
     def finish(self, timeout: float) -> None:
-        """As the process ends: what waits in its own buffer goes out, waiting at most ``timeout``."""
+        """As the process ends: what waits in its buffer, and the count of what was dropped, go out, waiting at
+        most ``timeout``; what still cannot is said here, since the sidecar will never know."""
         with self._lock:
-            if self._sock is not None and self._pending:
+            while self._deferred:
+                self._queue(*self._deferred.pop(0))
+            for kind, count in self._dropped.items():
+                if count:
+                    self._queue(kind, [])  # an empty message carries the count
+            if self._sock is not None and self._pending and self._ours():
                 self._sock.settimeout(timeout)
                 try:
                     self._sock.sendall(self._pending, _socket.MSG_NOSIGNAL)
-                    self._pending = b""
+                    self._pending, self._frames, self._head = bytearray(), deque(), 0
                 except OSError:
                     pass
                 self._sock.setblocking(False)
+            for _, kind, count in self._frames:
+                self._dropped[kind] += count
+            lost = [f"{count} {_NOUNS[kind]}" for kind, count in self._dropped.items() if count]
+            if lost:
+                logger.warning("otel-celery-launch: warning: the export sidecar did not take %s from process %d before it ended",
+                               ", ".join(lost), os.getpid())
 
     def flush(self, timeout: float) -> bool:
         """Ask the sidecar to export what it holds now, and wait at most ``timeout`` for its answer.
 
-        For a program that is PID 1 in a container: its exit ends every process of the namespace.
+        For a program whose exit ends every process of its namespace (PID 1, or a child of an init that
+        exits with it).
         """
         with self._lock:
             if self._connected() is None:
@@ -108,7 +170,7 @@ class Channel:
             sock.settimeout(timeout)  # blocking from here on: this process is leaving
             try:
                 sock.sendall(self._pending, _socket.MSG_NOSIGNAL)
-                self._pending = b""
+                self._pending = bytearray()
                 return sock.recv(1) == b"\1"
             except OSError:
                 return False

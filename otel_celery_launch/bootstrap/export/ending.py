@@ -1,5 +1,6 @@
 """What a process of the program does as it ends, once: its last metrics, what its connection still holds,
-and, for a program that is PID 1, the sidecar's drain (its exit ends every process of the namespace).
+and, for a program whose exit may end every process of its namespace (PID 1, or the child of an init
+such as ``docker run --init``'s, which exits with it), the sidecar's drain, waited for.
 
 Run by atexit, and by Celery's ``worker_process_shutdown`` for prefork children, which leave
 through ``os._exit``.
@@ -17,15 +18,16 @@ from otel_celery_launch.handoff import Plan
 FINISH_TIMEOUT = 0.2  # seconds an ending process waits for the sidecar to take what its connection still holds
 _channel: Channel | None = None
 _exit_timeout = 2.0
+_main_pid = 0
 _last_steps: list[Callable[[], None]] = []
 _ended_in = 0
 
 
 def channel(plan: Plan) -> Channel:
     """The process's one connection to the sidecar (spans, metrics and logs share it)."""
-    global _channel, _exit_timeout
+    global _channel, _exit_timeout, _main_pid
     if _channel is None:
-        _channel, _exit_timeout = Channel(plan.sidecar, plan.main_pid), plan.batch.exit_timeout
+        _channel, _exit_timeout, _main_pid = Channel(plan.sidecar, plan.main_pid), plan.batch.exit_timeout, plan.main_pid
         atexit.register(process_ending)
     return _channel
 
@@ -43,5 +45,5 @@ def process_ending() -> None:
     for step in _last_steps:
         step()
     _channel.finish(FINISH_TIMEOUT)
-    if os.getpid() == 1:
+    if 1 in (os.getpid(), os.getppid()) and os.getpid() == _main_pid:
         _channel.flush(_exit_timeout + 0.5)
