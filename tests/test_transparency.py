@@ -174,7 +174,8 @@ def test_structlogs_default_chain_adds_the_ids() -> None:
     result = run_launcher(["--", "python", "-c", STRUCTLOG_DEFAULTS], clean_env(OTEL_TRACES_EXPORTER="none"))
     assert result.returncode == 0, result.stderr
     line, trace_id = result.stdout.splitlines()
-    assert "inside" in line and f"trace_id={trace_id}" in line and "order=1" in line, line
+    event = json.loads(line)  # not a terminal: the launcher's JSON defaults
+    assert (event["event"], event["trace_id"], event["order"]) == ("inside", trace_id, 1), line
 
 
 def test_another_interpreter_seeing_a_source_checkout_is_untouched() -> None:
