@@ -46,6 +46,7 @@ class LogsPlan:
     format: str = "auto"  # auto | json | console | off
     level: str = "info"
     export: bool = False  # records also go to the collector
+    task_data: bool = False  # exported records keep task arguments and results
 
 
 @dataclass(frozen=True)

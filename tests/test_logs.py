@@ -159,9 +159,8 @@ def test_a_worker_keeps_the_applications_handler_and_its_keys(redis: RedisServer
     assert "APP formatters after Celery set up logging: ['Formatter']" in output, output
     assert "APP INFO own.std trace=my-trace extra ids 3" in output, output
     assert f"APP INFO own.std trace={run.trace_id} launcher ids 3" in output, output
-    structlog_line = json.loads(next(line for line in output.splitlines() if "structlog own ids" in line))
-    assert {key: structlog_line[key] for key in ("trace_id", "span_id", "task_id", "task_name")} == {
-        "trace_id": "my-trace", "span_id": "my-span", "task_id": "my-task", "task_name": "my-name"}
+    # structlog, not configured, inside the task: a record of its logger, which the application's handler writes, its keys as extra
+    assert "APP INFO own trace=my-trace structlog own ids" in output, output
 
 
 DESCENDANTS = """
@@ -225,6 +224,7 @@ def test_task_arguments_never_leave_the_process(redis: RedisServer, receiver: Re
                             what="the task's records and run span")
         assert worker.stop() == 0
     assert any(log.body == "logged in ann" for log in receiver.logs)
+    assert any("<not exported>" in log.body for log in receiver.logs if "succeeded" in log.body), "the result is left out of the text too"
     exported = repr([(log.body, log.attributes) for log in receiver.logs]) + repr([(span.name, span.attributes) for span in receiver.spans])
     assert SECRET not in exported
 
@@ -252,3 +252,54 @@ def test_warnings_as_errors_change_nothing_with_log_export_on(receiver: Receiver
     assert result.returncode == 0, result.stderr
     assert "warning:" not in result.stderr.lower().replace('"level": "warning"', ""), result.stderr
     receiver.wait_until(lambda: receiver.named("strict") and any(log.body == "exported" for log in receiver.logs), what="the span and the record")
+
+
+def test_structlog_events_in_a_task_are_exported_with_their_keys(redis: RedisServer, receiver: Receiver) -> None:
+    env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_LOGS_EXPORTER="otlp", **receiver.env("grpc"))
+    with Worker("logging_tasks", PLAIN, env, pool="prefork", quiet=True) as worker:
+        producer = run_launcher(["--", "python", "-c", "from logging_tasks import chatty; chatty.delay(4)"], env, cwd=PLAIN)
+        assert producer.returncode == 0, producer.stderr
+        receiver.wait_until(lambda: any(log.body == "structlog line" for log in receiver.logs) and receiver.named("run/logging_tasks.chatty"),
+                            what="the structlog event and the run span")
+        assert worker.stop() == 0
+    (run,) = receiver.named("run/logging_tasks.chatty")
+    (record,) = [log for log in receiver.logs if log.body == "structlog line"]
+    assert (record.attributes["n"], record.scope, record.trace_id, record.span_id) == (4, "logging_tasks", run.trace_id, run.span_id)
+
+
+STRUCTLOG_CONFIGURED_IN_PART = """
+import logging, structlog
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+structlog.get_logger().info("part", k=1)
+structlog.reset_defaults()
+structlog.get_logger("again").info("reset", k=2)
+"""
+
+
+def test_structlog_configured_in_part_is_structlogs_own_and_reset_is_the_launchers() -> None:
+    result = run_launcher(["--", "python", "-c", STRUCTLOG_CONFIGURED_IN_PART], clean_env(OTEL_TRACES_EXPORTER="none"))
+    assert result.returncode == 0, result.stderr
+    configured, reset = result.stdout.splitlines()
+    assert not configured.startswith("{") and "part" in configured and "k=1" in configured, "structlog's own defaults, as bare"
+    assert json.loads(reset)["event"] == "reset" and json.loads(reset)["logger"] == "again", "unconfigured again: the launcher's"
+
+
+ODD_TEXT = """
+import logging, warnings
+from opentelemetry import trace
+with trace.get_tracer("t").start_as_current_span("odd"):
+    logging.getLogger("app").warning("before")
+    logging.getLogger("app").warning("lone surrogate \\udcff")
+    logging.getLogger("app").warning("after")
+warnings.formatwarning = lambda message, category, *rest: f"MINE {category.__name__}: {message}\\n"
+warnings.warn("custom format")
+"""
+
+
+def test_odd_text_costs_no_other_record_and_a_programs_warning_format_is_kept(receiver: Receiver) -> None:
+    env = clean_env(OTEL_LOGS_EXPORTER="otlp", **receiver.env("http/protobuf"))
+    result = run_launcher(["--", "python", "-c", ODD_TEXT], env)
+    assert result.returncode == 0, result.stderr
+    assert "MINE UserWarning: custom format" in result.stderr and "otel-celery-launch" not in result.stderr, result.stderr
+    receiver.wait_until(lambda: {"before", "after"} <= {log.body for log in receiver.logs} and any("surrogate" in log.body for log in receiver.logs),
+                        what="every record")

@@ -67,7 +67,7 @@ def _install_log_export(plan: Plan) -> None:
     from otel_celery_launch.bootstrap.export.ending import channel
     from otel_celery_launch.bootstrap.export.logs import install_log_export
 
-    install_log_export(channel(plan))
+    install_log_export(channel(plan), plan.logs.task_data)
 
 
 def _install_meter_provider(plan: Plan) -> None:

@@ -144,6 +144,9 @@ class LogsSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = Field(
         "warning", description="lowest level written for a program that configures no logging; its own levels are never changed"
     )
+    task_data: StrictBool = Field(
+        False, description="exported records keep task arguments and results (Celery's data), which are left out by default"
+    )
 
 
 class MetricsSettings(Section):

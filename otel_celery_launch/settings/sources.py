@@ -238,6 +238,7 @@ _ENV_TABLE: tuple[tuple[tuple[str, ...], FieldPath, Callable[[str], str | None]]
     (("OTEL_CELERY_LAUNCH_LOGS_FORMAT",), ("logs", "format"), str.lower),
     (("OTEL_CELERY_LAUNCH_LOGS_LEVEL",), ("logs", "level"), str.lower),
     (("OTEL_LOGS_EXPORTER",), ("logs", "export"), _signal_exporter),
+    (("OTEL_CELERY_LAUNCH_LOGS_TASK_DATA",), ("logs", "task_data"), str),
     (("OTEL_METRICS_EXPORTER",), ("metrics", "enabled"), _signal_exporter),
     (("OTEL_METRIC_EXPORT_INTERVAL",), ("metrics", "export_interval"), _milliseconds),
     (("OTEL_CELERY_LAUNCH_QUEUE_DEPTH_INTERVAL",), ("metrics", "queue_depth_interval"), _milliseconds),

@@ -74,7 +74,11 @@ class Pipeline:
     def _deliver(self, batch: list[Any]) -> None:
         backoff = RETRY_BACKOFF[0]
         while True:
-            if self._try(batch):
+            outcome = self._try(batch)
+            if outcome is None:  # the batch itself cannot be exported: trying again would not help
+                self._voice.drop(self.signal, len(batch))
+                return
+            if outcome:
                 self._voice.mark_up()
                 return
             self._voice.mark_down(self._cause(self.signal).phrase)
@@ -84,14 +88,19 @@ class Pipeline:
             self._leaving.wait(backoff)
             backoff = min(backoff * 2, RETRY_BACKOFF[1])
 
-    def _try(self, batch: list[Any]) -> bool:
+    def _try(self, batch: list[Any]) -> bool | None:
+        """Whether the collector took the batch; None if the exporter could not even encode it."""
         self.failing.clear()
         self._cause(self.signal)  # forget an older try's cause
         try:
             if self.exporter is None:
                 self.exporter = self._make_exporter()
-            result = self.exporter.export(self._prepare(batch))
-            return getattr(result, "name", "") == "SUCCESS"
-        except Exception as error:
-            self._voice.failed(f"exporting {self.signal}", error)
+        except Exception as error:  # a certificate file gone: perhaps back later
+            self._voice.failed(f"creating the {self.signal} exporter", error)
             return False
+        try:
+            result = self.exporter.export(self._prepare(batch))
+        except Exception as error:  # the exporters report network failures by their result, not by raising
+            self._voice.failed(f"exporting {self.signal}", error)
+            return None
+        return getattr(result, "name", "") == "SUCCESS"

@@ -19,10 +19,28 @@ def _scope(name: str, version: str, schema_url: str) -> InstrumentationScope:
     return InstrumentationScope(str(name), str(version) or None, str(schema_url) or None)
 
 
+def _text(value: Any) -> str:
+    """Text that protobuf can encode: a lone surrogate (from a file name, say) would fail the whole batch."""
+    text = str(value)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors="replace").decode()
+    return text
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, (list, tuple)):
+        return [_clean(item) for item in value]
+    return value
+
+
 def _attributes(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError("attributes")
-    return value
+    return {_text(key): _clean(item) for key, item in value.items()}
 
 
 def span(item: Sequence[Any], resource: Resource) -> ReadableSpan:
@@ -31,16 +49,16 @@ def span(item: Sequence[Any], resource: Resource) -> ReadableSpan:
                           trace_state=TraceState.from_header([state]) if state else None)
     parent_context = SpanContext(trace_id, parent[0], is_remote=bool(parent[1]), trace_flags=TraceFlags(parent[2])) if parent else None
     return ReadableSpan(
-        name=str(name),
+        name=_text(name),
         context=context,
         parent=parent_context,
         resource=resource,
         attributes=_attributes(attributes),
-        events=[Event(str(event_name), _attributes(event_attributes), int(timestamp)) for event_name, timestamp, event_attributes in events],
+        events=[Event(_text(event_name), _attributes(event_attributes), int(timestamp)) for event_name, timestamp, event_attributes in events],
         links=[Link(SpanContext(link_trace, link_span, is_remote=True, trace_flags=TraceFlags(link_flags)), _attributes(link_attributes))
                for link_trace, link_span, link_flags, link_attributes in links],
         kind=SpanKind(kind),
-        status=Status(StatusCode(status[0]), str(status[1]) or None),
+        status=Status(StatusCode(status[0]), _text(status[1]) or None),
         start_time=int(start),
         end_time=int(end),
         instrumentation_scope=_scope(*scope),
@@ -52,9 +70,9 @@ def log_record(item: Sequence[Any], resource: Resource) -> Any:
 
     timestamp, severity_number, severity_text, body, attributes, trace_id, span_id, flags, logger_name = item
     fields: dict[str, Any] = dict(timestamp=int(timestamp), observed_timestamp=int(timestamp), trace_id=int(trace_id), span_id=int(span_id),
-                  trace_flags=TraceFlags(flags), severity_text=str(severity_text), severity_number=SeverityNumber(severity_number),
-                  body=str(body), attributes=_attributes(attributes))
-    scope = InstrumentationScope(str(logger_name))
+                  trace_flags=TraceFlags(flags), severity_text=_text(severity_text), severity_number=SeverityNumber(severity_number),
+                  body=_text(body), attributes=_attributes(attributes))
+    scope = InstrumentationScope(_text(logger_name))
     try:
         from opentelemetry.sdk._logs import ReadableLogRecord  # SDK 1.39 and later
     except ImportError:

@@ -7,6 +7,7 @@ stdout redirection) and we only give the handlers it made our formatter
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import MutableMapping
 from typing import Any
@@ -15,6 +16,7 @@ import structlog
 from structlog.stdlib import ProcessorFormatter
 
 from otel_celery_launch.bootstrap.logs.ids import add_missing, current_task
+from otel_celery_launch.bootstrap.export.logs import FIELDS
 from otel_celery_launch.bootstrap.logs.style import writes_json
 from otel_celery_launch.handoff import LogsPlan
 
@@ -37,6 +39,13 @@ def _ids_from_record(logger: Any, method_name: str, event_dict: MutableMapping[s
     return event_dict
 
 
+def _fields_from_structlog(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog event that became a record inside a Celery task keeps its keys (see structlog_defaults)."""
+    for key, value in getattr(event_dict.get("_record"), FIELDS, {}).items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 class _Formatter(ProcessorFormatter):
     def format(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()  # as logging.Formatter does: later handlers and tests read it
@@ -44,8 +53,12 @@ class _Formatter(ProcessorFormatter):
 
 
 def formatter(plan: LogsPlan, stream: Any) -> logging.Formatter:
-    terminal = bool(getattr(stream, "isatty", lambda: False)())
-    console = not writes_json(plan, stream)
+    """The launcher's formatter for lines written to ``stream`` (made once per look)."""
+    return _formatter(bool(getattr(stream, "isatty", lambda: False)()), not writes_json(plan, stream))
+
+
+@functools.lru_cache(maxsize=4)
+def _formatter(terminal: bool, console: bool) -> logging.Formatter:
     renderer: Any = structlog.dev.ConsoleRenderer(colors=terminal) if console else structlog.processors.JSONRenderer()
     finish: list[Any] = [ProcessorFormatter.remove_processors_meta]
     if not console:
@@ -55,6 +68,7 @@ def formatter(plan: LogsPlan, stream: Any) -> logging.Formatter:
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             _timestamp,
+            _fields_from_structlog,
             _ids_from_record,
         ],
         processors=[*finish, renderer],

@@ -12,6 +12,7 @@ last resort.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
@@ -43,10 +44,10 @@ class _StyledLastResort(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.formatter is None:
-            from otel_celery_launch.bootstrap.logs.format import formatter
+        """In the look of the stream it writes to now: a terminal, or a redirection."""
+        from otel_celery_launch.bootstrap.logs.format import formatter
 
-            self.setFormatter(formatter(self._plan, self.stream))
+        self.formatter = formatter(self._plan, self.stream)
         super().emit(record)
 
 
@@ -62,21 +63,44 @@ def adopt_structlog_defaults(plan: LogsPlan, export: bool = False) -> None:
     and where the launcher writes JSON, print each event as one JSON object (see :func:`.structlog_defaults.json_defaults`).
 
     The defaults are changed in place, so structlog still counts as not configured:
-    ``configure_once`` and the program's own ``configure`` behave as they do bare. A
-    program with its own chain can add :func:`add_trace_ids` to it.
+    ``is_configured`` and ``configure_once`` behave as they do bare, and ``configure`` (even of one
+    key) puts structlog's own defaults back first. A program with its own chain can add
+    :func:`add_trace_ids` to it.
     """
     import structlog
+    from structlog import _config
+
+    config = _config._CONFIG
+    if add_trace_ids in config.default_processors:
+        return
+    builtin = (list(config.default_processors), config.logger_factory)
+    _adopt(plan, export)
+    configure, reset_defaults = _config.configure, _config.reset_defaults
+
+    @functools.wraps(configure)
+    def configure_from_structlogs_defaults(*args: Any, **kwargs: Any) -> None:
+        config.default_processors[:], config.logger_factory = builtin  # type: ignore[index]
+        configure(*args, **kwargs)
+
+    @functools.wraps(reset_defaults)
+    def reset_to_the_launchers_defaults() -> None:
+        reset_defaults()
+        _adopt(plan, export)
+
+    _config.configure = structlog.configure = configure_from_structlogs_defaults
+    _config.reset_defaults = structlog.reset_defaults = reset_to_the_launchers_defaults
+
+
+def _adopt(plan: LogsPlan, export: bool) -> None:
+    from structlog import _config
 
     from otel_celery_launch.bootstrap.logs.structlog_defaults import json_defaults
     from otel_celery_launch.bootstrap.logs.style import writes_json
 
-    config = structlog.get_config()
-    processors = config["processors"]
-    if add_trace_ids in processors:
-        return
+    config = _config._CONFIG
+    processors: Any = config.default_processors
     if writes_json(plan, sys.stdout):
-        processors[:], factory = json_defaults()
-        structlog._config._CONFIG.logger_factory = factory  # the attribute, not configure(): that would count as configured
+        processors[:], config.logger_factory = json_defaults()  # attributes, not configure(): that would count as configured
     else:
         processors.insert(max(len(processors) - 1, 0), add_trace_ids)  # before the renderer
     if export:

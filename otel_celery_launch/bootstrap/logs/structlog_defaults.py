@@ -1,34 +1,37 @@
 """structlog's defaults in the launcher's JSON look, for a program that configures structlog not at all.
 
-Imported only once structlog is: by :func:`.setup.adopt_structlog_defaults`.
+Imported only once structlog is: by :func:`.setup.adopt_structlog_defaults`. A program that
+configures structlog, even in part, gets structlog's own defaults back first, as bare; one that
+resets them gets the launcher's again.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
+from otel_celery_launch.bootstrap.export.logs import FIELDS
 from otel_celery_launch.bootstrap.logs.ids import add_trace_ids
 
 
-class _Printer:
-    """structlog's print logger, except inside a Celery task: Celery turns ``sys.stdout`` into a
-    logger there, and the JSON line would become the text of a WARNING record."""
+_RECORD_KEYS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_LEVELS = {"warn": "WARNING", "err": "ERROR", "fatal": "CRITICAL", "exception": "ERROR", "failure": "ERROR", "msg": "INFO", "log": "INFO"}
+
+
+class _NamedPrintLogger(structlog.PrintLogger):
+    """structlog's print logger, which keeps the name ``structlog.get_logger(name)`` gave."""
 
     def __init__(self, name: Any = None) -> None:
+        super().__init__()
         self.name = name if isinstance(name, str) else None
 
-    def msg(self, message: str) -> None:
-        stream = sys.stdout
-        if type(stream).__name__ == "LoggingProxy":
-            stream = sys.__stdout__
-        stream.write(message + "\n")
-        stream.flush()
 
-    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+def _print_logger(*args: Any) -> _NamedPrintLogger:
+    return _NamedPrintLogger(*args[:1])
 
 
 def _logger_name(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -36,6 +39,27 @@ def _logger_name(logger: Any, method_name: str, event_dict: MutableMapping[str, 
     if name:
         event_dict.setdefault("logger", name)
     return event_dict
+
+
+def _into_celery_logging(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Inside a Celery task, ``sys.stdout`` is Celery's logger: a printed line would be the text of a WARNING
+    record. The event becomes a record of the logger of its name instead, at its level, with its keys, so
+    Celery's handlers write it (to ``-f``'s file too) in the launcher's look, and log export sends it."""
+    if type(sys.stdout).__name__ != "LoggingProxy":
+        return event_dict
+    fields = dict(event_dict)
+    event, exc_info = str(fields.pop("event", "")), fields.pop("exc_info", None)
+    name = getattr(logger, "name", None) or "structlog"
+    level = logging.getLevelName(_LEVELS.get(method_name, method_name.upper()))
+    target = logging.getLogger(name)
+    if target.isEnabledFor(level if isinstance(level, int) else logging.INFO):
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        extra = {key: value for key, value in fields.items() if isinstance(key, str) and key not in _RECORD_KEYS}
+        record = target.makeRecord(name, level if isinstance(level, int) else logging.INFO, "", 0, event, (), exc_info or None, extra=extra)
+        setattr(record, FIELDS, fields)  # all of them, for the launcher's formatter; a format of the program's can name any in extra
+        target.handle(record)
+    raise structlog.DropEvent
 
 
 def _event_first(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -48,14 +72,15 @@ def json_defaults() -> tuple[list[Any], Any]:
     logger's name, the time and the ids, printed to stdout as structlog's defaults print."""
     chain = [
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        _logger_name,
         structlog.processors.StackInfoRenderer(),
         structlog.dev.set_exc_info,
+        _into_celery_logging,
+        structlog.processors.add_log_level,
+        _logger_name,
         structlog.processors.format_exc_info,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_ids,
         _event_first,
         structlog.processors.JSONRenderer(),
     ]
-    return chain, _Printer
+    return chain, _print_logger

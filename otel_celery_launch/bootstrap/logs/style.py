@@ -25,11 +25,12 @@ def show_warnings_in_format(plan: LogsPlan) -> None:
     """Python prints a warning as two lines of text on stderr (Celery's SecurityWarning as several):
     where the launcher writes JSON, each warning becomes one JSON object instead, on the same
     current ``sys.stderr``. A program that shows warnings its own way (``logging.captureWarnings``,
-    ``catch_warnings``, a ``file=`` of its own) replaces or bypasses this, as it would Python's."""
-    show = warnings.showwarning
+    ``catch_warnings``, a ``file=`` or a ``formatwarning`` of its own) replaces or bypasses this, as it
+    would Python's."""
+    show, format_warning = warnings.showwarning, warnings.formatwarning
 
     def show_in_format(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
-        stream = sys.stderr if file is None else None
+        stream = sys.stderr if file is None and warnings.formatwarning is format_warning else None
         if stream is None or not writes_json(plan, stream):
             show(message, category, filename, lineno, file, line)
             return

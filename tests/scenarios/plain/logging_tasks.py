@@ -28,4 +28,4 @@ def chatty(n: int) -> int:
 @app.task
 def login(user: str, password: str = "") -> str:
     task_log.info("logged in %s", user)
-    return "ok"
+    return f"session for {password}"
