@@ -89,7 +89,7 @@ class Channel:
                 sock.close()
                 self._lost()
             else:
-                self._sock = sock
+                self._sock, self._refused_at = sock, 0.0
                 stat = os.fstat(sock.fileno())
                 self._identity = (stat.st_dev, stat.st_ino)
         return self._sock
@@ -152,7 +152,7 @@ class Channel:
             for _, kind, count in self._frames:
                 self._dropped[kind] += count
             lost = [f"{count} {_NOUNS[kind]}" for kind, count in self._dropped.items() if count]
-            if lost:
+            if lost and self._refused_at == 0.0:  # an unreachable sidecar was said once already, by the main process
                 logger.warning("otel-celery-launch: warning: the export sidecar did not take %s from process %d before it ended",
                                ", ".join(lost), os.getpid())
 
