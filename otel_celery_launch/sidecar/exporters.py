@@ -1,14 +1,15 @@
-"""The OTLP exporter of each signal, as the plan names it: built only in the sidecar, which holds the credentials."""
+"""The OTLP exporter of each signal, as the plan names it: built only in the sidecar, which holds the credentials.
+
+Nothing the exporters log is printed (see :mod:`.causes`), so their lines need no masking.
+"""
 
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from otel_celery_launch.handoff import TRACES_PATH, ExporterPlan
-from otel_celery_launch.masking import MASK
 
 # (module, class) of each exporter, by protocol and signal
 _EXPORTERS = {
@@ -58,9 +59,6 @@ def build_exporter(plan: ExporterPlan, signal: str) -> Any:
     if plan.protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http import Compression
 
-        query = urlsplit(plan.endpoint or "").query
-        if query:  # urllib3 logs each request line at debug level, query and all
-            logging.getLogger("urllib3.connectionpool").addFilter(_Masking(query))
         return exporter_class(
             endpoint=signal_endpoint(plan, signal),
             certificate_file=plan.certificate,
@@ -69,16 +67,3 @@ def build_exporter(plan: ExporterPlan, signal: str) -> Any:
             compression=Compression.Gzip if plan.compression == "gzip" else Compression.NoCompression,
         )
     return exporter_class()
-
-
-class _Masking(logging.Filter):
-    """Replaces a secret in the arguments of the records it sees."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(arg, str) and self.secret in arg for arg in record.args):
-            record.args = tuple(arg.replace(self.secret, MASK) if isinstance(arg, str) else arg for arg in record.args)
-        return True
