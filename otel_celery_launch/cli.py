@@ -11,9 +11,12 @@ import difflib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from otel_celery_launch import __version__
+
+if TYPE_CHECKING:
+    from otel_celery_launch.handoff import Plan
 
 USAGE_ERROR = 2
 PROG = "otel-celery-launch"
@@ -131,19 +134,17 @@ def _run(argv: Sequence[str]) -> int:
     from otel_celery_launch.launch.command import LaunchError, exec_command, is_ours, python_of, resolve, shebang, skips_the_hook
     from otel_celery_launch.launch.environment import child_environment
     from otel_celery_launch.launch.sidecar import start_sidecar
-    from otel_celery_launch.settings.advice import likely_mistakes
-    from otel_celery_launch.settings.resolve import build_plan
+    from otel_celery_launch.settings import cache
 
     split = argv.index("--") if "--" in argv else len(argv)
-    parser = _parser(check=False)
-    options = parser.parse_args(argv[:split])
-    command = argv[split + 1 :]
-    if not command:
-        parser.error("no command given: put it after --, as in  otel-celery-launch -- celery -A tasks worker")
-    loaded = _load(options)
-    settings = loaded.settings
-    plan = None if settings.disabled else build_plan(settings)
-    _warn(likely_mistakes(settings))
+    head, command = argv[:split], argv[split + 1 :]
+    recalled = cache.recall(head, os.environ) if command else None
+    secret_variables: frozenset[str] = frozenset()
+    if recalled is None:
+        plan, warnings, secret_variables = _validate(head, command)
+    else:
+        plan, warnings = recalled
+    _warn(warnings)
     environ = dict(os.environ)
     interpreter = python_of(command[0], environ)
     try:
@@ -160,11 +161,29 @@ def _run(argv: Sequence[str]) -> int:
         resolve(command[0], environ)  # a command that cannot start needs no sidecar
         if plan is not None and plan.exports:
             plan = start_sidecar(plan, environ)
-        exec_command(command, child_environment(environ, plan, loaded.secret_variables))
+        exec_command(command, child_environment(environ, plan, secret_variables))
     except LaunchError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return error.status
     return 0  # not reached: exec replaced this process
+
+
+def _validate(head: Sequence[str], command: Sequence[str]) -> tuple[Plan | None, list[str], frozenset[str]]:
+    """Exits 2 on bad input. The full path: flags parsed, every source validated, instrumentations scanned; a clean outcome is cached."""
+    from otel_celery_launch.settings import cache
+    from otel_celery_launch.settings.advice import likely_mistakes
+    from otel_celery_launch.settings.resolve import build_plan
+
+    parser = _parser(check=False)
+    options = parser.parse_args(head)
+    if not command:
+        parser.error("no command given: put it after --, as in  otel-celery-launch -- celery -A tasks worker")
+    loaded = _load(options)
+    plan = None if loaded.settings.disabled else build_plan(loaded.settings)
+    warnings = likely_mistakes(loaded.settings)
+    if not loaded.secret_variables:
+        cache.remember(head, os.environ, loaded.config_file, loaded.variables, plan, warnings)
+    return plan, warnings, loaded.secret_variables
 
 
 def _subcommand(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -208,18 +227,32 @@ def _view(argv: Sequence[str]) -> int:
     parser.add_argument("--http-port", type=int, default=4318, metavar="N", help="OTLP/HTTP port (default 4318; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--settle", type=float, default=1.5, metavar="SECONDS",
-                        help="a trace is printed once none of its spans has arrived for this long (default 1.5)")
+                        help="a whole trace is printed once none of its spans has arrived for this long (default 1.5)")
+    parser.add_argument("--wait-for-parent", type=float, default=7.0, metavar="SECONDS",
+                        help="a trace whose parent span is missing waits this long after its latest span for it, then is printed "
+                        "with a line naming the missing parent; longer than the programs' batch delay (default 7, for 5)")
     parser.add_argument("--metrics-every", type=float, default=10.0, metavar="SECONDS", help="time between two metrics summaries (default 10)")
+    parser.add_argument("--max-spans", type=int, default=100_000, metavar="N",
+                        help="spans and log lines held waiting to be printed; over it, the longest-waiting traces are dropped, "
+                        "and counted (default 100000)")
+    parser.add_argument("--remember", type=int, default=10_000, metavar="N",
+                        help="printed traces remembered, so that their late spans print as a continuation (default 10000)")
+    parser.add_argument("--max-series", type=int, default=10_000, metavar="N",
+                        help="metric series (metric and attribute set) summed up; points of further ones are counted (default 10000)")
     options = parser.parse_args(argv)
     for name in ("grpc_port", "http_port"):
         if not 0 <= getattr(options, name) <= 65535:
             parser.error(f"--{name.replace('_', '-')} must be a port number from 0 to 65535")
-    if not (0 < options.settle <= 3600 and 0 < options.metrics_every <= 3600):
-        parser.error("--settle and --metrics-every must be more than 0 and at most 3600 seconds")
+    for name in ("settle", "wait_for_parent", "metrics_every"):
+        if not 0 < getattr(options, name) <= 3600:
+            parser.error(f"--{name.replace('_', '-')} must be more than 0 and at most 3600 seconds")
+    for name in ("max_spans", "remember", "max_series"):
+        if not 1 <= getattr(options, name) <= 100_000_000:
+            parser.error(f"--{name.replace('_', '-')} must be from 1 to 100000000")
     try:
-        from otel_celery_launch.view import run_view
+        from otel_celery_launch.view import Options, run_view
 
-        return run_view(options.grpc_port, options.http_port, options.host, options.settle, options.metrics_every)
+        return run_view(Options(**vars(options)))
     except KeyboardInterrupt:  # Ctrl-C while starting
         return 0
 

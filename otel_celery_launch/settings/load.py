@@ -33,6 +33,7 @@ class LoadedSettings:
     origins: Mapping[FieldPath, str]
     config_file: str | None
     secret_variables: frozenset[str] = frozenset()  # the file's ${VAR}s in header values and endpoints
+    variables: frozenset[str] = frozenset()  # every ${VAR} the file reads
 
     def origin(self, path: FieldPath) -> str:
         return find_origin(self.origins, path) or "default"
@@ -73,8 +74,10 @@ def load_settings(
             problems += [problem for detail in error.errors() if (problem := _describe(detail, file_source.origins)) not in known]
     if problems:
         raise SettingsError(problems)
-    secret_variables = frozenset(sources[-1].secret_variables) if isinstance(sources[-1], YamlFileSource) else frozenset()
-    return LoadedSettings(settings, origins, config_file, secret_variables)
+    file = sources[-1] if isinstance(sources[-1], YamlFileSource) else None
+    if file is None:
+        return LoadedSettings(settings, origins, config_file)
+    return LoadedSettings(settings, origins, config_file, frozenset(file.secret_variables), frozenset(file.variables))
 
 
 def redact(path: FieldPath, value: Any) -> str:

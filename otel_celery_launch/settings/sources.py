@@ -102,6 +102,7 @@ class YamlFileSource(TrackedSource):
         self.path = path
         self.environ = environ
         self.secret_variables: set[str] = set()  # variables put into a header value or an endpoint: credentials
+        self.variables: set[str] = set()  # every variable the file reads, set or not
         root = self._read()
         if root is None:
             return
@@ -143,6 +144,7 @@ class YamlFileSource(TrackedSource):
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
+            self.variables.add(name)
             found = self.environ.get(name)
             if found:
                 if path[:2] == ("exporter", "headers") or (path[:1] == ("exporter",) and path[-1].endswith("endpoint")):

@@ -18,6 +18,7 @@ otherwise end the sidecar early, keep it alive, or report false losses.
 
 from __future__ import annotations
 
+import functools
 import os
 import selectors
 import socket
@@ -26,11 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.sdk.resources import Resource
-
 from otel_celery_launch import wire
 from otel_celery_launch.handoff import Plan
-from otel_celery_launch.sidecar import rebuild
 from otel_celery_launch.sidecar.causes import Causes
 from otel_celery_launch.sidecar.exporters import build_exporter
 from otel_celery_launch.sidecar.failures import Failure
@@ -52,10 +50,9 @@ def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
 
     causes = Causes(plan.exporter, news)
     causes.install()
-    resource = Resource.create(plan.resource)
+    resource = functools.cache(lambda: _resource(plan.resource))  # the SDK waits for the first item: most programs of a moment send none
     signals = ["spans"] + ["metrics"] * plan.sends_metrics + ["logs"] * plan.sends_logs
     pipelines = {signal: _pipeline(plan, signal, resource, voice, causes) for signal in signals}
-    readers = {"spans": rebuild.span, "logs": rebuild.log_record, "metrics": lambda item, resource: rebuild.metrics_data([item], resource) and item}
     listener.setblocking(False)
     marker = name.encode()
     selector = selectors.DefaultSelector()
@@ -80,11 +77,11 @@ def serve(plan: Plan, name: str, pidfd: int, listener: socket.socket) -> None:
         if pipeline is None:
             return
         voice.drop(kind, dropped)
-        read = readers[kind]
+        read = _reader(kind)
         good = []
         for item in items:
             try:
-                good.append(read(item, resource))
+                good.append(read(item, resource()))
             except Exception:  # not what a program process sends
                 continue
         pipeline.put(good)
@@ -136,9 +133,30 @@ def _of_the_program(pid: int, marker: bytes) -> bool:
     return marker in found or not found  # a zombie's environment reads empty
 
 
-def _pipeline(plan: Plan, signal: str, resource: Resource, voice: Voice, causes: Causes) -> Pipeline:
+def _resource(attributes: dict[str, str]) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    return Resource.create(attributes)
+
+
+def _reader(kind: str) -> Callable[[Any, Any], Any]:
+    """How one item the program sent becomes what the SDK's exporters take (the item itself, checked, for metrics)."""
+    from otel_celery_launch.sidecar import rebuild
+
+    if kind == "metrics":
+        return lambda item, resource: rebuild.metrics_data([item], resource) and item
+    return rebuild.span if kind == "spans" else rebuild.log_record
+
+
+def _pipeline(plan: Plan, signal: str, resource: Callable[[], Any], voice: Voice, causes: Causes) -> Pipeline:
     batch = plan.batch
-    prepare: Callable[[list[Any]], Any] = (lambda items: rebuild.metrics_data(items, resource)) if signal == "metrics" else list
+
+    def metrics(items: list[Any]) -> Any:
+        from otel_celery_launch.sidecar import rebuild
+
+        return rebuild.metrics_data(items, resource())
+
+    prepare: Callable[[list[Any]], Any] = metrics if signal == "metrics" else list
     return Pipeline(signal, lambda: build_exporter(plan.exporter, signal), prepare, voice, causes.take,
                     limit=batch.max_queue_size, batch_size=batch.max_export_batch_size,
                     delay=METRICS_DELAY if signal == "metrics" else batch.schedule_delay)
