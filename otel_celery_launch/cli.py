@@ -7,7 +7,6 @@ command that cannot be executed; 127 for one that is not found.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -28,6 +27,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments: "):
+            import difflib
+
             words = message.removeprefix("unrecognized arguments: ").split()
             flags = [option for action in self._actions for option in action.option_strings]
             for word in words:

@@ -7,11 +7,10 @@ import os
 import re
 import sys
 from collections.abc import Collection, Mapping
-from pathlib import Path
 
 from otel_celery_launch.handoff import ENV_VAR, Plan, public_endpoint, secret_endpoint
 
-HOOK_DIR = str(Path(__file__).resolve().parent.parent / "bootstrap" / "site")
+HOOK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "bootstrap", "site")
 _HEADERS = re.compile(r"OTEL_EXPORTER_OTLP_(TRACES_|METRICS_|LOGS_)?HEADERS")
 _ENDPOINT = re.compile(r"OTEL_EXPORTER_OTLP_(TRACES_|METRICS_|LOGS_)?ENDPOINT")
 

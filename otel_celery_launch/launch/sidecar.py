@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import secrets
 import socket
 import sys
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ _PIPE_SIZE = 1 << 20  # the plan crosses in one write that never waits for the s
 
 def start_sidecar(plan: Plan, environ: Mapping[str, str]) -> Plan:
     """The plan that names the sidecar's socket, for the program."""
-    name = wire.ADDRESS_PREFIX + secrets.token_hex(12)
+    name = wire.ADDRESS_PREFIX + os.urandom(12).hex()
     plan = replace(plan, sidecar=name, main_pid=os.getpid())
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(wire.socket_address(name))

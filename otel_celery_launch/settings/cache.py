@@ -25,20 +25,17 @@ import os
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 from otel_celery_launch import __version__
 from otel_celery_launch.handoff import Plan, secret_endpoint
 
 KEEP = 32  # outcomes kept; the oldest go first
-_CODE = Path(__file__).resolve().parent.parent  # the launcher's package
+_CODE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the launcher's package
 
 
-def _directory() -> Path | None:
+def _directory() -> str | None:
     base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(os.path.expanduser("~"), ".cache") if os.environ.get("HOME") else "")
-    if not os.path.isabs(base):
-        return None
-    return Path(base) / "otel-celery-launch"
+    return os.path.join(base, "otel-celery-launch") if os.path.isabs(base) else None
 
 
 def _ours(stat: os.stat_result) -> bool:
@@ -55,7 +52,7 @@ def _stamp(path: str) -> str:
 
 
 def _key(head: Sequence[str], environ: Mapping[str, str]) -> str:
-    code = sorted(f"{entry.path}={_stamp(entry.path)}" for folder in (_CODE, _CODE / "settings")
+    code = sorted(f"{entry.path}={_stamp(entry.path)}" for folder in (_CODE, os.path.join(_CODE, "settings"))
                   for entry in os.scandir(folder) if entry.name.endswith(".py"))
     variables = sorted((name, value) for name, value in environ.items() if name.startswith("OTEL_") and "HEADERS" not in name)
     material = [__version__, sys.executable, sys.version, os.getcwd(), list(head), variables, code,
@@ -68,7 +65,8 @@ def _inputs_digest(config_file: str | None, variables: Collection[str], environ:
     digest = hashlib.sha256()
     if config_file:
         try:
-            digest.update(Path(config_file).read_bytes())
+            with open(config_file, "rb") as file:
+                digest.update(file.read())
         except OSError:
             return None
     digest.update(json.dumps(sorted((name, environ.get(name)) for name in variables)).encode())
@@ -87,8 +85,8 @@ def recall(head: Sequence[str], environ: Mapping[str, str]) -> tuple[Plan | None
     if folder is None or _secret(None, environ):
         return None
     try:
-        with open(folder / f"{_key(head, environ)}.json", "rb") as file:
-            if not (_ours(os.fstat(file.fileno())) and _ours(folder.stat())):
+        with open(os.path.join(folder, f"{_key(head, environ)}.json"), "rb") as file:
+            if not (_ours(os.fstat(file.fileno())) and _ours(os.stat(folder))):
                 return None
             entry = json.loads(file.read())
         if entry["inputs"] != _inputs_digest(entry["config_file"], entry["variables"], environ):
@@ -110,16 +108,16 @@ def remember(head: Sequence[str], environ: Mapping[str, str], config_file: str |
     entry = {"plan": None if plan is None else asdict(plan), "warnings": list(warnings), "config_file": config_file,
              "variables": sorted(variables), "inputs": _inputs_digest(config_file, variables, environ)}
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _ours(folder.stat()):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not _ours(os.stat(folder)):
             return
-        path = folder / f"{_key(head, environ)}.json"
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        path = os.path.join(folder, f"{_key(head, environ)}.json")
+        partial = f"{path}.{os.getpid()}.tmp"
         with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
             json.dump(entry, file)
         os.replace(partial, path)
-        kept = sorted(folder.glob("*.json"), key=lambda item: item.stat().st_mtime_ns)
+        kept = sorted((entry for entry in os.scandir(folder) if entry.name.endswith(".json")), key=lambda entry: entry.stat().st_mtime_ns)
         for old in kept[:-KEEP]:
-            old.unlink(missing_ok=True)
+            os.unlink(old.path)
     except (OSError, ValueError):
         return
