@@ -1,56 +1,101 @@
 """``otel-celery-launch view``: a local collector that prints what arrives, for development.
 
-Each trace is printed as a tree once no span of it has arrived for ``settle`` seconds, with
-its log lines under the spans they belong to (again, whole, if more of its spans arrive later); log lines outside any span are printed as they come;
-every ``metrics_every`` seconds, if metrics arrived since, the metrics received so far are summed up.
+Each trace is printed once, as a tree with its log lines under their spans: when whole and quiet
+for ``settle`` seconds, or, with a parent still missing (its program holds spans for its batch
+delay), quiet for ``wait_for_parent`` seconds, under a marker naming the missing parent. Spans of
+a trace printed before come out as a continuation under the spans they hang from. Log lines
+outside any span are printed as they come; every ``metrics_every`` seconds, if metrics arrived
+since, the metrics received so far are summed up. Memory is bounded by the limits in :class:`Options`.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from dataclasses import dataclass
 
-from otel_celery_launch.view.collector import LocalCollector
-from otel_celery_launch.view.render import render_metrics, render_trace
+from otel_celery_launch.view.collector import CannotListen, LocalCollector
+from otel_celery_launch.view.received import Received
+from otel_celery_launch.view.render import render_log, render_metrics, render_trace
+
+TICK = 0.2  # seconds between two looks at what arrived
+NOTE_EVERY = 1.0  # seconds between two notes about dropped spans, at least
 
 
-def run_view(grpc_port: int, http_port: int, host: str, settle: float, metrics_every: float) -> int:
+@dataclass(frozen=True)
+class Options:
+    grpc_port: int = 4317
+    http_port: int = 4318
+    host: str = "127.0.0.1"
+    settle: float = 1.5
+    wait_for_parent: float = 7.0  # longer than the default batch delay, 5 s
+    metrics_every: float = 10.0
+    max_spans: int = 100_000  # spans and log lines waiting to be printed
+    remember: int = 10_000  # printed traces whose late spans print as a continuation
+    max_series: int = 10_000
+
+
+def run_view(options: Options) -> int:
+    received = Received(options.max_spans, options.remember, options.max_series)
     try:
-        collector = LocalCollector(http_port=http_port, grpc_port=grpc_port, host=host)
-    except OSError as error:
-        print(f"otel-celery-launch view: cannot listen: {error}")
+        collector = LocalCollector(options.http_port, options.grpc_port, options.host, received, span_attributes=False)
+    except CannotListen as error:
+        flag = f"--{error.protocol.lower()}-port"
+        print(f"otel-celery-launch view: {error}; choose another port with {flag} N (0 picks a free one)", file=sys.stderr)
         return 1
     with collector:
         print(f"listening: OTLP/gRPC at {collector.grpc_url}, OTLP/HTTP at {collector.http_url}; Ctrl-C stops", flush=True)
-        printed: dict[str, int] = {}  # trace id -> spans it had when printed
-        logs_shown = 0
-        next_metrics = time.monotonic() + metrics_every
-        summarised = 0  # metric exports already summed up
+        screen = _Screen(collector, options)
         try:
             while True:
-                time.sleep(0.2)
-                with collector.arrived:
-                    received = collector.received
-                    now = time.monotonic()
-                    counts: dict[str, int] = {}
-                    for span in received.spans:
-                        counts[span.trace_id] = counts.get(span.trace_id, 0) + 1
-                    done = {trace for trace, last in received.last_arrival.items()
-                            if now - last >= settle and counts.get(trace, 0) > printed.get(trace, 0)}
-                    spans = [span for span in received.spans if span.trace_id in done]
-                    logs = [line for line in received.logs if line.span_id in {span.span_id for span in spans}]
-                    loose = [line for line in received.logs[logs_shown:] if not line.span_id.strip("0")]
-                    logs_shown = len(received.logs)
-                    fresh = now >= next_metrics and received.metric_exports > summarised
-                    summary = render_metrics(received.metrics) if fresh else ""
-                    summarised = received.metric_exports if fresh else summarised
-                for line in loose:
-                    print(f"log {line.severity or 'LOG'} {line.body}  ({line.service}, {line.logger})", flush=True)
-                if spans:
-                    print(render_trace(spans, logs), flush=True)
-                    printed.update({trace: counts[trace] for trace in done})
-                if now >= next_metrics:
-                    next_metrics = now + metrics_every
-                    if summary:
-                        print(f"metrics so far:\n{summary}", flush=True)
+                time.sleep(TICK)
+                screen.show(time.monotonic())
         except KeyboardInterrupt:
             return 0
+
+
+class _Screen:
+    """What has been shown: the work of each tick is what arrived or fell due since the last."""
+
+    def __init__(self, collector: LocalCollector, options: Options) -> None:
+        self.collector = collector
+        self.options = options
+        self.next_metrics = time.monotonic() + options.metrics_every
+        self.summarised = 0  # metric exports already summed up
+        self.dropped = 0  # spans and log lines dropped, as last noted
+        self.next_note = 0.0
+        self.grpc_noted = False
+
+    def show(self, now: float) -> None:
+        options, received = self.options, self.collector.received
+        with self.collector.arrived:
+            loose = list(received.loose)
+            received.loose.clear()
+            due = received.traces.due(now, options.settle, options.wait_for_parent)
+            summary = ""
+            if now >= self.next_metrics:
+                self.next_metrics = now + options.metrics_every
+                if received.metric_exports > self.summarised:
+                    self.summarised = received.metric_exports
+                    summary = render_metrics(received.metrics.series)
+                    if received.metrics.refused:
+                        summary += f"\n  ({received.metrics.refused} points of further series not kept: over --max-series {options.max_series})"
+            notes = self._notes(now, received)
+        text = [render_log(line) for line in loose] + notes
+        text += [render_trace(trace.spans, trace.logs, trace.printed) for trace in due]
+        if summary:
+            text.append(f"metrics so far:\n{summary}")
+        if text:
+            print("\n".join(text), flush=True)
+
+    def _notes(self, now: float, received: Received) -> list[str]:
+        notes = []
+        if received.grpc_on_http and not self.grpc_noted:
+            self.grpc_noted = True
+            notes.append(f"note: a gRPC client sent to the HTTP port {self.collector.http_port}; "
+                         f"use port {self.collector.grpc_port} or protocol http/protobuf")
+        if received.dropped > self.dropped and now >= self.next_note:
+            self.dropped, self.next_note = received.dropped, now + NOTE_EVERY
+            notes.append(f"note: {received.dropped} spans and log lines dropped so far: more than --max-spans "
+                         f"{self.options.max_spans} were waiting to be printed (the longest-waiting traces go first)")
+        return notes

@@ -1,4 +1,4 @@
-"""A local OTLP collector: gRPC and HTTP/protobuf, traces, metrics and logs, kept in memory.
+"""A local OTLP collector: gRPC and HTTP/protobuf, traces, metrics and logs, kept in memory (bounded).
 
 For ``otel-celery-launch view`` and the demo: a developer sees all three signals on one
 machine without installing a backend. It decodes with opentelemetry-proto and serves gRPC
@@ -7,56 +7,28 @@ with grpcio, both installed with the exporters.
 
 from __future__ import annotations
 
-import zlib
+import importlib
+import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from otel_celery_launch.view.http import OtlpHttpServer
+from otel_celery_launch.view.model import COUNTED_KINDS, LogLine, Point, Span
+from otel_celery_launch.view.received import Received
 
-MOST_BYTES = 64 << 20  # largest export request taken, compressed or not
+__all__ = ["CannotListen", "LocalCollector", "LogLine", "Span"]
 
-
-@dataclass(frozen=True)
-class Span:
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str
-    kind: int
-    service: str
-    attributes: dict[str, str]
-    start: int = 0  # nanoseconds since the epoch
+GRPC_WORKERS = 4
+MOST_GRPC_CALLS = 16  # calls running or queued for a worker; more are refused with RESOURCE_EXHAUSTED
 
 
-@dataclass(frozen=True)
-class LogLine:
-    body: str
-    severity: str
-    trace_id: str
-    span_id: str
-    logger: str
-    service: str
-    time: int = 0
+class CannotListen(Exception):
+    """A port the collector cannot listen on, with the protocol it was for."""
 
-
-@dataclass
-class MetricTotal:
-    """What arrived for one metric and attribute set: a sum of deltas, a gauge's last value, or a histogram's count and sum."""
-
-    kind: str
-    value: float = 0.0
-    count: int = 0
-
-
-@dataclass
-class Received:
-    spans: list[Span] = field(default_factory=list)
-    logs: list[LogLine] = field(default_factory=list)
-    metrics: dict[tuple[str, str, tuple[tuple[str, str], ...]], MetricTotal] = field(default_factory=dict)  # (service, name, attributes)
-    last_arrival: dict[str, float] = field(default_factory=dict)  # trace id -> monotonic time of its latest span
-    metric_exports: int = 0  # export requests of metrics taken so far
+    def __init__(self, protocol: str, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen for OTLP/{protocol} on {host}:{port}: {reason}")
+        self.protocol = protocol
 
 
 def _text(value: Any) -> str:
@@ -69,28 +41,39 @@ def _service(resource: Any) -> str:
 
 
 class LocalCollector:
-    """Listens on 127.0.0.1 (or ``host``); port 0 picks a free one, None leaves that protocol off."""
+    """Listens on 127.0.0.1 (or ``host``); port 0 picks a free one, None leaves that protocol off.
 
-    def __init__(self, http_port: int | None = 0, grpc_port: int | None = None, host: str = "127.0.0.1") -> None:
-        self.received = Received()
+    ``span_attributes=False`` keeps spans without their attributes: a reader that prints none
+    (the view) holds twice as many spans in the same memory.
+    """
+
+    def __init__(self, http_port: int | None = 0, grpc_port: int | None = None, host: str = "127.0.0.1",
+                 received: Received | None = None, span_attributes: bool = True) -> None:
+        self.received = received or Received()
+        self.span_attributes = span_attributes
         self.arrived = threading.Condition()
-        self._http = None
-        self._grpc = None
+        self._http: OtlpHttpServer | None = None
+        self._grpc: Any = None
+        self.http_port: int | None = None  # the ports listened on, once chosen
+        self.grpc_port: int | None = None
         if http_port is not None:
-            self._http = ThreadingHTTPServer((host, http_port), self._http_handler())
-            self._http.daemon_threads = True
-            self.http_url = f"http://{host}:{self._http.server_address[1]}"
+            try:
+                self._http = OtlpHttpServer((host, http_port), self.take, self._grpc_on_http)
+            except OSError as error:
+                raise CannotListen("HTTP", host, http_port, error.strerror or str(error)) from None
+            self.http_port = self._http.port
+            self.http_url = f"http://{host}:{self.http_port}"
         if grpc_port is not None:
-            import grpc
-            from concurrent import futures
-
-            # no SO_REUSEPORT: a second view on the same port must fail, not take half the traffic
-            self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
-            self._add_grpc_services(self._grpc)
-            port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
-            if port == 0:
-                raise OSError(f"cannot listen for gRPC on {host}:{grpc_port}")
+            try:
+                self._grpc, port = self._grpc_server(host, grpc_port)
+            except CannotListen:
+                if self._http is not None:
+                    self._http.server_close()
+                raise
+            self.grpc_port = port
             self.grpc_url = f"http://{host}:{port}"
+            if self._http is not None:
+                self._http.grpc_port = port
 
     def __enter__(self) -> LocalCollector:
         if self._http is not None:
@@ -111,97 +94,50 @@ class LocalCollector:
             return self.arrived.wait_for(lambda: any(span.name == name for span in self.received.spans), timeout)
 
     def take(self, signal: str, body: bytes) -> None:
-        """One export request's body, as both transports deliver it."""
+        """One export request's body, as both transports deliver it: decoded here, filed under the lock."""
         if signal == "traces":
-            self._take_traces(body)
-        elif signal == "metrics":
-            self._take_metrics(body)
+            spans = _spans(body, self.span_attributes)
+            with self.arrived:
+                self.received.add_spans(spans, time.monotonic())
+                self.arrived.notify_all()
         elif signal == "logs":
-            self._take_logs(body)
+            lines = _logs(body)
+            with self.arrived:
+                self.received.add_logs(lines, time.monotonic())
+                self.arrived.notify_all()
+        elif signal == "metrics":
+            points = _points(body)
+            with self.arrived:
+                self.received.add_points(points)
+                self.arrived.notify_all()
 
-    def _take_traces(self, body: bytes) -> None:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-        spans = []
-        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
-            service = _service(resource_spans.resource)
-            for scope_spans in resource_spans.scope_spans:
-                spans += [Span(s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.kind, service,
-                               {kv.key: _text(kv.value) for kv in s.attributes}, s.start_time_unix_nano) for s in scope_spans.spans]
+    def _grpc_on_http(self) -> None:
         with self.arrived:
-            self.received.spans += spans
-            for span in spans:
-                self.received.last_arrival[span.trace_id] = time.monotonic()
-            self.arrived.notify_all()
+            self.received.grpc_on_http += 1
 
-    def _take_logs(self, body: bytes) -> None:
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    def _grpc_server(self, host: str, port: int) -> tuple[Any, int]:
+        """A gRPC server with bounded workers and calls, and the port it has; the port is tried first, as grpc logs its failure to stderr."""
+        import grpc
+        from concurrent import futures
 
-        lines = []
-        for resource_logs in ExportLogsServiceRequest.FromString(body).resource_logs:
-            service = _service(resource_logs.resource)
-            for scope_logs in resource_logs.scope_logs:
-                lines += [LogLine(_text(r.body), r.severity_text, r.trace_id.hex(), r.span_id.hex(), scope_logs.scope.name, service,
-                                  r.time_unix_nano) for r in scope_logs.log_records]
-        with self.arrived:
-            self.received.logs += lines
-            self.arrived.notify_all()
-
-    def _take_metrics(self, body: bytes) -> None:
-        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-
-        with self.arrived:
-            for resource_metrics in ExportMetricsServiceRequest.FromString(body).resource_metrics:
-                service = _service(resource_metrics.resource)
-                for scope_metrics in resource_metrics.scope_metrics:
-                    for metric in scope_metrics.metrics:
-                        kind = metric.WhichOneof("data") or "?"
-                        data = getattr(metric, kind)
-                        delta = getattr(data, "aggregation_temporality", 0) == 1
-                        for point in data.data_points:
-                            key = (service, metric.name, tuple(sorted((kv.key, _text(kv.value)) for kv in point.attributes)))
-                            total = self.received.metrics.setdefault(key, MetricTotal(kind))
-                            if kind == "histogram":
-                                total.count = total.count + point.count if delta else point.count
-                                total.value = total.value + point.sum if delta else point.sum
-                            else:
-                                number = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
-                                total.value = total.value + number if delta and kind == "sum" else number
-                                total.count += 1
-            self.received.metric_exports += 1
-            self.arrived.notify_all()
-
-    def _http_handler(self) -> type[BaseHTTPRequestHandler]:
-        collector = self
-        paths = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
-                signal = paths.get(self.path.partition("?")[0])
+        if port:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc does: a port in TIME_WAIT is free
                 try:
-                    length = int(self.headers.get("Content-Length", 0))
-                    if not 0 <= length <= MOST_BYTES:
-                        raise ValueError("body too large")
-                    body = self.rfile.read(length)
-                    if self.headers.get("Content-Encoding") == "gzip":
-                        inflate = zlib.decompressobj(wbits=31)
-                        body = inflate.decompress(body, MOST_BYTES)
-                        if inflate.unconsumed_tail:
-                            raise ValueError("body too large")
-                    if signal is not None:
-                        collector.take(signal, body)
-                    status = 200 if signal is not None else 404
-                except Exception:  # not OTLP protobuf, or too large: refuse it, as a collector would
-                    status = 400
-                    self.close_connection = True
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        return Handler
+                    probe.bind((host, port))
+                except OSError as error:
+                    raise CannotListen("gRPC", host, port, error.strerror or str(error)) from None
+        # no SO_REUSEPORT: a second view on the same port must fail, not take half the traffic
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS), options=[("grpc.so_reuseport", 0)],
+                             maximum_concurrent_rpcs=MOST_GRPC_CALLS)
+        self._add_grpc_services(server)
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:  # taken between the try and now
+            bound = 0
+        if bound == 0:
+            raise CannotListen("gRPC", host, port, "cannot bind")
+        return server, bound
 
     def _add_grpc_services(self, server: Any) -> None:
         import grpc
@@ -211,8 +147,6 @@ class LocalCollector:
             "metrics": ("opentelemetry.proto.collector.metrics.v1.MetricsService", "ExportMetricsServiceResponse", "metrics_service_pb2", "metrics"),
             "logs": ("opentelemetry.proto.collector.logs.v1.LogsService", "ExportLogsServiceResponse", "logs_service_pb2", "logs"),
         }
-        import importlib
-
         handlers = []
         for signal, (service, response, module, package) in services.items():
             reply = getattr(importlib.import_module(f"opentelemetry.proto.collector.{package}.v1.{module}"), response)
@@ -224,3 +158,49 @@ class LocalCollector:
             method = grpc.unary_unary_rpc_method_handler(export, request_deserializer=None, response_serializer=None)
             handlers.append(grpc.method_handlers_generic_handler(service, {"Export": method}))
         server.add_generic_rpc_handlers(handlers)
+
+
+def _spans(body: bytes, attributes: bool) -> list[Span]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    spans = []
+    for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+        service = _service(resource_spans.resource)
+        for scope_spans in resource_spans.scope_spans:
+            spans += [Span(s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.kind, service,
+                           {kv.key: _text(kv.value) for kv in s.attributes} if attributes else {}, s.start_time_unix_nano)
+                      for s in scope_spans.spans]
+    return spans
+
+
+def _logs(body: bytes) -> list[LogLine]:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    lines = []
+    for resource_logs in ExportLogsServiceRequest.FromString(body).resource_logs:
+        service = _service(resource_logs.resource)
+        for scope_logs in resource_logs.scope_logs:
+            lines += [LogLine(_text(r.body), r.severity_text, r.trace_id.hex(), r.span_id.hex(), scope_logs.scope.name, service,
+                              r.time_unix_nano) for r in scope_logs.log_records]
+    return lines
+
+
+def _points(body: bytes) -> list[Point]:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    points = []
+    for resource_metrics in ExportMetricsServiceRequest.FromString(body).resource_metrics:
+        service = _service(resource_metrics.resource)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data") or "?"
+                data = getattr(metric, kind)
+                delta = getattr(data, "aggregation_temporality", 0) == 1
+                for point in data.data_points:
+                    key = (service, metric.name, tuple(sorted((kv.key, _text(kv.value)) for kv in point.attributes)))
+                    if kind in COUNTED_KINDS:
+                        points.append(Point(key, kind, delta, point.sum, point.count))
+                    else:
+                        number = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+                        points.append(Point(key, kind, delta, number))
+    return points
