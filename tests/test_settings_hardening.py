@@ -179,3 +179,35 @@ def test_disabled_reaches_the_programs_own_sdk() -> None:
 def test_text_that_is_not_utf8_is_refused() -> None:
     for args, env in ((["check"], clean_env(OTEL_SERVICE_NAME="svc\udcff")), (["check", "--service-name", "svc\udcff"], clean_env())):
         refused(run_launcher(args, env), "service.name", "is not valid UTF-8 text")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0.001", ("metrics.export_interval (env OTEL_METRIC_EXPORT_INTERVAL)", "at least 1ms")),
+        ("OTEL_BSP_SCHEDULE_DELAY", "0.5", ("batch.schedule_delay", "at least 1ms")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://bad host:4317", ("exporter.endpoint", "neither a name", "nor an IP address")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:0", ("exporter.endpoint", "port 0")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://coll\u00e9ctor:4317", ("exporter.endpoint", "neither a name")),
+        ("OTEL_SERVICE_NAME", "a" * 130_000, ("service.name (env OTEL_SERVICE_NAME)", "at most 1024 characters")),
+        ("OTEL_RESOURCE_ATTRIBUTES", "k=" + "%C3%A9" * 20_000, ("service.attributes", "at most 65536 fit")),
+    ],
+    ids=["1 us interval", "0.5 ms delay", "space in host", "port 0", "non-ascii host", "130k service name", "attributes that grow as JSON"],
+)
+def test_values_that_would_spin_fail_or_not_fit_are_refused_before_exec(variable: str, value: str, words: tuple[str, ...]) -> None:
+    for command in (["--", "python", "-c", "print('ran')"], ["check"]):
+        result = run_launcher(command, clean_env(**{variable: value}))
+        refused(result, *words)
+        assert "ran" not in result.stdout
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:4317", "http://[::1]:4317", "http://otel_collector.local:4317", "https://collector.example.com."])
+def test_ordinary_hosts_pass(endpoint: str) -> None:
+    assert run_launcher(["check"], clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)).returncode == 0
+
+
+def test_an_empty_config_flag_is_an_error_not_no_file() -> None:
+    for command in (["--config", "", "--", "python", "-c", "print('ran')"], ["check", "--config", ""]):
+        result = run_launcher(command, clean_env())
+        refused(result, "--config", "is empty")
+        assert "ran" not in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 from urllib.parse import urlsplit
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pydantic_core import ErrorDetails
 from otel_celery_launch.masking import mask_url
 from otel_celery_launch.settings.errors import Problem, SettingsError
 from otel_celery_launch.settings.model import FieldPath, Settings
+from otel_celery_launch.settings.resolve import resource_attributes
 from otel_celery_launch.settings.types import ATTRIBUTES_MOST_BYTES, HEADERS_MOST_BYTES
 from otel_celery_launch.settings.sources import (
     CONFIG_ENV_VAR,
@@ -51,6 +53,8 @@ def load_settings(
     environ: Mapping[str, str], flags: Mapping[FieldPath, str], config_file: str | None = None
 ) -> LoadedSettings:
     """Flags beat environment beat the YAML file beat defaults; raises :class:`SettingsError`."""
+    if config_file is not None and not config_file.strip():  # an empty variable means unset; an empty flag is a slip
+        raise SettingsError([Problem("--config", "is empty: give the path of the YAML file, or leave --config out")])
     config_file = config_file or environ.get(CONFIG_ENV_VAR) or None
     sources: list[TrackedSource] = [FlagSource(flags), OtelEnvSource(environ)]
     if config_file:
@@ -109,10 +113,11 @@ def _transport_problems(settings: Settings, origins: Mapping[FieldPath, str]) ->
     if size > HEADERS_MOST_BYTES:
         problems.append(Problem(f"exporter.headers ({find_origin(origins, ('exporter', 'headers')) or 'several sources'})",
                                 f"names and values together take {size} bytes; at most {HEADERS_MOST_BYTES} pass gRPC and most proxies"))
-    attributes = sum(len(key) + len(value) for key, value in settings.service.attributes.items())
+    attributes = len(json.dumps(resource_attributes(settings.service)))  # as they cross exec, in the plan
     if attributes > ATTRIBUTES_MOST_BYTES:
         problems.append(Problem(f"service.attributes ({find_origin(origins, ('service', 'attributes')) or 'several sources'})",
-                                f"take {attributes} bytes; at most {ATTRIBUTES_MOST_BYTES} fit in the environment the command gets"))
+                                f"take {attributes} bytes with service.name, version and environment; "
+                                f"at most {ATTRIBUTES_MOST_BYTES} fit in the environment the command gets"))
     if exporter.protocol != "grpc":
         return problems
     problems += [

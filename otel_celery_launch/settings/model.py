@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from otel_celery_launch.settings.types import Count, Duration, Fraction, Endpoint, HeaderName, HeaderValue, ReadableFile, StrictBool, parse_duration, parse_strict_bool
 
 BUILTIN_PROPAGATORS = ("tracecontext", "baggage")
+SERVICE_MOST_CHARACTERS = 1024  # a name, not a document: longer would also crowd the environment the command gets
 PROTOCOLS = ("grpc", "http/protobuf", "console", "none")
 SAMPLERS = (
     "always_on",
@@ -87,9 +88,9 @@ class Section(BaseModel):
 
 
 class ServiceSettings(Section):
-    name: str | None = Field(None, description="service.name resource attribute")
-    version: str | None = Field(None, description="service.version resource attribute")
-    environment: str | None = Field(None, description="deployment.environment.name resource attribute")
+    name: str | None = Field(None, max_length=SERVICE_MOST_CHARACTERS, description="service.name resource attribute")
+    version: str | None = Field(None, max_length=SERVICE_MOST_CHARACTERS, description="service.version resource attribute")
+    environment: str | None = Field(None, max_length=SERVICE_MOST_CHARACTERS, description="deployment.environment.name resource attribute")
     attributes: dict[str, str] = Field(default_factory=dict, description="further resource attributes")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -15,6 +16,7 @@ from otel_celery_launch.masking import mask_url
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 LONGEST = 3600.0  # no duration of the launcher's needs more than an hour
+SHORTEST = 0.001  # nor less than a millisecond: shorter, its loops would spin
 _TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
 
 
@@ -32,6 +34,8 @@ def parse_duration(value: object) -> object:
         raise ValueError("must be a positive duration")
     if seconds > LONGEST:
         raise ValueError("must be at most 1h")
+    if seconds < SHORTEST:
+        raise ValueError("must be at least 1ms")
     return seconds
 
 
@@ -61,13 +65,31 @@ def check_endpoint(value: str) -> str:
         raise ValueError("must be an http:// or https:// URL")
     if not parts.hostname:
         raise ValueError("must name a host, as in http://collector:4317")
+    if not _is_host(parts.hostname, bracketed="[" in parts.netloc):
+        raise ValueError("has a host that is neither a name (letters, digits, '-', '_', '.') nor an IP address")
     if "@" in parts.path + parts.query + parts.fragment:
         raise ValueError("has an @ after the host: percent-encode '/', '?' and '#' in a user name or password")
     try:
-        parts.port
+        port = parts.port
     except ValueError:
-        raise ValueError("has a port that is not a number from 0 to 65535") from None
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("has port 0; give the collector's port (4317 for gRPC, 4318 for HTTP), or none for the scheme's")
     return value
+
+
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?", re.IGNORECASE)
+
+
+def _is_host(host: str, bracketed: bool) -> bool:
+    """A DNS name, an IPv4 address, or (in brackets) an IPv6 address."""
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return False
+        return True
+    return len(host) <= 253 and _HOST_NAME.fullmatch(host) is not None
 
 
 def no_boolean(value: object) -> object:
