@@ -7,7 +7,11 @@ off; opentelemetry-instrument with its defaults (traces, metrics, logs exporters
 except logs, which it leaves off). Runs are interleaved round by round; medians of µs per
 task, and what each launcher adds to bare, are printed; JSON written.
 
-    .venv/bin/python bench/task_cost.py [--rounds 5] [--tasks 20000]
+Then, end to end, the throughput of a solo and a prefork ``-c 2`` worker on Redis (trivial
+tasks published by this script, untraced), bare and under each launcher with its defaults
+(only the endpoint given), against bare (``bench/worker_cost.py`` does the runs).
+
+    .venv/bin/python bench/task_cost.py [--rounds 5] [--tasks 20000] [--worker-rounds 3] [--worker-tasks 1000]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 from common import RESULTS, RUNNERS  # also puts the repository on sys.path
+from worker_cost import POOLS, run_once
 from tests.otlp_receiver import Receiver
 from tests.processes import clean_env
 
@@ -35,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--worker-rounds", type=int, default=3)
+    parser.add_argument("--worker-tasks", type=int, default=1000)
     parser.add_argument("--json", default=str(RESULTS / "task_cost.json"))
     args = parser.parse_args()
     receiver = Receiver().start()
@@ -49,6 +56,13 @@ def main() -> None:
             if done.returncode != 0:
                 raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr}")
             timings[name].append(float(done.stdout.split()[-1]))
+    throughput: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.worker_rounds):
+        for pool in POOLS:
+            for runner in RUNNERS:
+                receiver.clear()
+                run = run_once(runner, pool, receiver, args.worker_tasks, defaults=True)
+                throughput.setdefault((pool, runner), []).append(run["tasks_per_s"])
     receiver.stop()
     bare = statistics.median(timings["bare"])
     instrument_added = statistics.median(timings["opentelemetry-instrument"]) - bare
@@ -61,6 +75,12 @@ def main() -> None:
         ratio = f"{added / instrument_added:.2f}" if name != "bare" and instrument_added > 0 else "-"
         print(f"{name:34} {median:8.1f} {added:9.1f} {ratio:>19}")
         results.append({"runner": name, "us_per_task": median, "added_us": added, "runs": measured})
+    print(f"\nWorker throughput, {args.worker_tasks} trivial tasks on Redis, each launcher with its defaults, median of {args.worker_rounds} rounds")
+    print(f"{'pool':8} {'runner':26} {'tasks/s':>8} {'x bare':>7}")
+    for (pool, runner), rates in throughput.items():
+        rate, bare_rate = statistics.median(rates), statistics.median(throughput[(pool, "bare")])
+        print(f"{pool:8} {runner:26} {rate:8.0f} {rate / bare_rate:7.2f}")
+        results.append({"pool": pool, "runner": runner, "tasks_per_s": rate, "x_bare": rate / bare_rate, "runs": rates})
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"rounds": args.rounds, "tasks": args.tasks, "results": results}, indent=2))
 

@@ -43,9 +43,12 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in path.read_text().split()] if path.exists() else []
 
 
-def run_once(runner: str, pool: str, receiver: Receiver, tasks: int) -> dict[str, float]:
+def run_once(runner: str, pool: str, receiver: Receiver, tasks: int, defaults: bool = False) -> dict[str, float]:
+    """One worker's run; ``defaults``: each launcher with its own defaults, only the endpoint given."""
     env = clean_env(CELERY_BROKER_URL=BROKER)
-    if runner != "bare":
+    if runner != "bare" and defaults:
+        env |= {"OTEL_SERVICE_NAME": "bench-worker", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.grpc_port}"}
+    elif runner != "bare":
         env |= otlp_env("bench-worker", f"http://127.0.0.1:{receiver.grpc_port}")
     if runner == WITH_METRICS:
         env |= {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}

@@ -35,6 +35,8 @@ def start() -> None:
     if plan is None or (plan.prefix and plan.prefix != sys.prefix):  # another interpreter: as bare
         return
     diagnostics.configure(plan.log_level)
+    if plan.sidecar:  # before any monkey-patching: the connection's flusher keeps the real thread, lock and sleep
+        import otel_celery_launch.bootstrap.export.channel  # noqa: F401
     try:
         install_logging(plan.logs)
     except Exception as error:

@@ -1,10 +1,15 @@
 """One process's side of the hand-off: a non-blocking Unix stream connection to the sidecar, made again after a fork.
 
-Sending never waits: a message the connection cannot take at once waits in a buffer of the
+Sending never waits, and costs one write only now and then: a message that follows the last write
+within ``COALESCE`` waits for the next one, made by a flusher thread that does nothing but write, so a
+busy process pays one system call, and
+wakes the sidecar once, for many spans; a message after a quiet spell is written at once. A message
+the connection cannot take at once waits in a buffer of the
 process, and past ``PENDING_LIMIT`` it is dropped and counted (the count travels with the
 next message, for the sidecar to report; what is still undelivered as the process ends is
 said by the process itself). Threads share the connection under a real lock, held only for a
-non-blocking ``send``, so neither a gevent or eventlet switch nor a fork can leave it held; a
+non-blocking ``send``, so neither a gevent or eventlet switch nor a fork can leave it held (this
+module is imported at start, before any monkey-patching, and keeps the real lock, thread and sleep); a
 signal handler that ends a span while its thread holds the lock leaves the span for the
 holder to send. A program may close every descriptor it has, ours included, and reuse the
 number: the connection is checked to be ours before each write, and never closed otherwise.
@@ -22,9 +27,11 @@ from typing import Any
 from otel_celery_launch import wire
 from otel_celery_launch.bootstrap.diagnostics import logger
 
+_allocate_lock, _start_new_thread, _sleep = _thread.allocate_lock, _thread.start_new_thread, time.sleep
 PENDING_LIMIT = 4 << 20  # bytes a process holds while the sidecar reads slower than it sends
 RECONNECT_PAUSE = 1.0  # seconds between two tries to reach a sidecar that was not there
 LOCK_WAIT = 0.05  # longest a send waits for another thread's; then its items are left to that thread
+COALESCE = 0.01  # seconds after a write during which messages wait for the flusher's next write
 _NOUNS = {"spans": "spans", "metrics": "metrics", "logs": "log records"}
 
 
@@ -38,7 +45,7 @@ class Channel:
 
     def _reset(self) -> None:
         """In a new process: its own connection, lock and counts (the parent's are the parent's to report)."""
-        self._lock = _thread.allocate_lock()
+        self._lock = _allocate_lock()
         self._owner = 0  # the thread holding the lock
         self._deferred: list[tuple[str, list[Any]]] = []
         self._sock: Any = None
@@ -48,6 +55,10 @@ class Channel:
         self._head = 0  # bytes of the first frame already written
         self._refused_at = 0.0
         self._dropped = dict.fromkeys(wire.KINDS, 0)
+        self._written_at = 0.0  # when a write last went out
+        self._nudge = _allocate_lock()  # released when bytes wait for the flusher
+        self._nudge.acquire()
+        self._flusher = False  # this process has started its flusher
 
     def send(self, kind: str, items: list[Any]) -> None:
         """Hand ``items`` over now; if the sidecar cannot take them, count them for its next report."""
@@ -60,10 +71,47 @@ class Channel:
             while self._deferred:
                 self._queue(*self._deferred.pop(0))
             if self._pending:
-                self._write()
+                self._write_or_leave()
         finally:
             self._owner = 0
             self._lock.release()
+
+    def _write_or_leave(self) -> None:
+        """Write now after a quiet spell; otherwise leave the bytes to the flusher, woken if it sleeps."""
+        now = time.monotonic()
+        if now - self._written_at >= COALESCE:
+            self._written_at = now
+            if not self._write():
+                self._lost()
+            return
+        if not self._flusher:
+            try:
+                _start_new_thread(self._flush_later, ())
+            except RuntimeError:  # the interpreter is shutting down: no more threads, so write now
+                if not self._write():
+                    self._lost()
+                return
+            self._flusher = True
+        if self._nudge.locked():
+            self._nudge.release()
+
+    def _flush_later(self) -> None:
+        """The flusher: imports and logs nothing (this process may fork), and takes the lock only for non-blocking work.
+
+        A connection found gone is counted and left for the next send to report.
+        """
+        nudge = self._nudge  # a fork replaces it; this thread does not live on in the child
+        while True:
+            nudge.acquire()
+            _sleep(COALESCE)
+            with self._lock:
+                if nudge is not self._nudge or self._sock is None or not self._ours():
+                    continue
+                while self._deferred:  # left by a signal handler while this thread wrote
+                    self._queue(*self._deferred.pop(0))
+                if self._pending:
+                    self._written_at = time.monotonic()
+                    self._write()  # a sidecar gone is found, and said, by the next send
 
     def _queue(self, kind: str, items: list[Any]) -> None:
         try:
@@ -101,19 +149,20 @@ class Channel:
             return False
         return (stat.st_dev, stat.st_ino) == self._identity
 
-    def _write(self) -> None:
+    def _write(self) -> bool:
+        """Write what the connection takes now; False if the sidecar has gone away."""
         try:
             sent = self._sock.send(self._pending, _socket.MSG_NOSIGNAL)
         except BlockingIOError:
-            return
-        except OSError:  # the sidecar went away
+            return True
+        except OSError:
             self._abandon(close=True)
-            self._lost()
-            return
+            return False
         del self._pending[:sent]
         self._head += sent
         while self._frames and self._head >= self._frames[0][0]:
             self._head -= self._frames.popleft()[0]
+        return True
 
     def _abandon(self, close: bool) -> None:
         """Forget the connection; what it had not written is counted as dropped. A descriptor that is no
