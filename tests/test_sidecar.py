@@ -339,3 +339,32 @@ def test_variables_the_file_puts_into_credentials_are_not_inherited(tmp_path: Pa
     assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
     (span,) = receiver.wait_for(lambda spans: len(spans) == 1)
     assert span.headers["x-api-key"] == SECRET
+
+
+BURST_THEN_IDLE = """
+import sys, time
+{patch}
+from opentelemetry import trace
+tracer = trace.get_tracer("t")
+for n in range(2000):
+    tracer.start_span(f"burst {{n}}").end()
+print("ended", flush=True)
+sys.stdin.readline()  # idle, alive, until the test has seen every span
+"""
+
+
+@pytest.mark.parametrize("patch", ["", "from gevent import monkey; monkey.patch_all()", "import eventlet; eventlet.monkey_patch()"],
+                         ids=["threads", "gevent", "eventlet"])
+def test_a_burst_reaches_the_collector_while_the_process_idles(receiver: Receiver, patch: str) -> None:
+    """Spans that waited for the next write (they ended within 10 ms of the last) go out without another span, exit or flush."""
+    program = subprocess.Popen([LAUNCHER, "--", sys.executable, "-c", BURST_THEN_IDLE.format(patch=patch)],
+                               env=clean_env(**receiver.env("grpc")), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert program.stdout is not None and program.stdout.readline() == "ended\n"
+        receiver.wait_until(lambda: len({span.name for span in receiver.spans}) == 2000, timeout=30, what="all 2000 spans while the program idles")
+        assert program.poll() is None
+    finally:
+        _, errors = program.communicate("go\n", timeout=30)
+    assert program.returncode == 0, errors
+    assert len(receiver.spans) == 2000 and "dropped" not in errors
