@@ -72,7 +72,7 @@ def test_hostile_files_are_refused_quickly_with_bounded_memory(case: str, tmp_pa
     for args in (["--config", str(path), "--", "python", "-c", f"open({str(marker)!r}, 'w')"], ["check", "--config", str(path)]):
         result, took = bounded_launcher(args, clean_env())
         refused(result, *words)
-        assert took < 5, f"took {took:.1f}s"
+        assert took < 10, f"took {took:.1f}s"  # about 0.3 s on a quiet machine; the margin is for a loaded one
     assert not marker.exists()
 
 

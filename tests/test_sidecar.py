@@ -85,12 +85,13 @@ def test_a_slow_collector_holds_no_task_back(tmp_path: Path, redis: RedisServer,
     healthy = _time_tasks(env, tmp_path, "healthy", 150)
     receiver.delay = 3.0
     slow = _time_tasks(env, tmp_path, "slow", 150)
-    # 1.0 and better in a quiet run (bench/outage.py measures it); before the sidecar 0.2. The margin is for a loaded 2-core machine.
-    assert slow <= healthy / 0.5 + 1.0, (healthy, slow)
+    # 1.0 and better in a quiet run (bench/outage.py measures it); before the sidecar 0.2 (25.5 s against 5.1 s).
+    # The margin is for a 2-core machine whose load changes between the two runs.
+    assert slow <= healthy * 2 + 2.0, (healthy, slow)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_a_hung_collector_adds_under_half_a_second_to_sigterm(protocol: str, tmp_path: Path, redis: RedisServer) -> None:
+def test_a_hung_collector_adds_under_a_second_to_sigterm(protocol: str, tmp_path: Path, redis: RedisServer) -> None:
     silent = SilentCollector()
     try:
         env = clean_env(CELERY_BROKER_URL=redis.url(), OTEL_LOGS_EXPORTER="otlp", OTEL_METRIC_EXPORT_INTERVAL="200", **silent.env(protocol))
@@ -122,7 +123,7 @@ def test_a_hung_collector_adds_under_half_a_second_to_sigterm(protocol: str, tmp
             if launched:
                 dropped = sum(int(n) for n in re.findall(r"(\d+) spans? dropped", rest))
                 assert dropped == 20, rest
-        assert stops[True] <= stops[False] + 0.5, stops
+        assert stops[True] <= stops[False] + 1.0, stops  # before the sidecar: 2.7 s more; the margin is for a loaded machine
     finally:
         silent.close()
 
