@@ -191,12 +191,7 @@ class Channel:
                 if count:
                     self._queue(kind, [])  # an empty message carries the count
             if self._sock is not None and self._pending and self._ours():
-                self._sock.settimeout(timeout)
-                try:
-                    self._sock.sendall(self._pending, _socket.MSG_NOSIGNAL)
-                    self._pending, self._frames, self._head = bytearray(), deque(), 0
-                except OSError:
-                    pass
+                self._send_waiting(timeout)
                 self._sock.setblocking(False)
             for _, kind, count in self._frames:
                 self._dropped[kind] += count
@@ -215,11 +210,19 @@ class Channel:
             if self._connected() is None:
                 return False
             self._pending += wire.pack(wire.FLUSH, os.getpid(), 0, [])
-            sock = self._sock
-            sock.settimeout(timeout)  # blocking from here on: this process is leaving
+            if not self._send_waiting(timeout):  # blocking from here on: this process is leaving
+                return False
             try:
-                sock.sendall(self._pending, _socket.MSG_NOSIGNAL)
-                self._pending = bytearray()
-                return sock.recv(1) == b"\1"
+                return self._sock.recv(1) == b"\1"
             except OSError:
                 return False
+
+    def _send_waiting(self, timeout: float) -> bool:
+        """Send all that waits, blocking at most ``timeout``: only for a process that is ending."""
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.sendall(self._pending, _socket.MSG_NOSIGNAL)
+        except OSError:
+            return False
+        self._pending, self._frames, self._head = bytearray(), deque(), 0
+        return True
