@@ -121,13 +121,19 @@ def _schema(argv: Sequence[str]) -> int:
 
 
 def _requirements(argv: Sequence[str]) -> int:
-    _Parser(prog=f"{PROG} requirements", description="Print the instrumentations to install for the libraries installed here, "
-            "one requirement per line, at the release made with the installed OpenTelemetry SDK, so that versions agree: "
-            f"pip install $({PROG} requirements)").parse_args(argv)
-    from otel_celery_launch.settings.instrumentations import requirements_for_installed_libraries
+    parser = _Parser(prog=f"{PROG} requirements", description="Print the instrumentations to install for the libraries installed here, "
+                     "one requirement per line, all of one contrib release that the package index has, with the OpenTelemetry SDK made "
+                     f"with it, so that versions agree: pip install $({PROG} requirements). What it chose, and why, goes to stderr.")
+    parser.add_argument("--offline", action="store_true", help="do not ask the package index (through pip) which releases it has: "
+                        "pin to the release made with the installed SDK")
+    options = parser.parse_args(argv)
+    from otel_celery_launch.settings.instrumentations import Verdict, requirements_for_installed_libraries
 
-    for line in requirements_for_installed_libraries():
+    chosen = requirements_for_installed_libraries((lambda _: Verdict(False, unknown="not asked: --offline")) if options.offline else None)
+    for line in chosen.lines:
         print(line)
+    for note in chosen.notes:
+        print(f"{PROG}: requirements: {note}", file=sys.stderr)
     return 0
 
 

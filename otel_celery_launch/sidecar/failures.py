@@ -75,6 +75,8 @@ def from_exporter_log(protocol: str, path: str, message: str, args: tuple[Any, .
             return signal, from_grpc(args[0], args[-1])
         if len(args) >= 4:
             return signal, from_grpc(args[2], args[3])
+        if len(args) == 3:  # exporters before 1.42 give no details (the sidecar's stand-in status carries them)
+            return signal, from_grpc(args[2], getattr(args[2], "details", ""))
         return signal, Failure("failed the export")
     signal = str(args[1] if transient and len(args) > 1 else args[0] if args else "")
     if transient and args:

@@ -40,8 +40,22 @@ def quiet_kombu_redis() -> None:
 def _suppressed(call: Callable[..., Any]) -> Callable[..., Any]:
     from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+    call = _past_the_redis_instrumentation(call)
+
     def quiet(*args: Any, **kwargs: Any) -> Any:
         with suppress_instrumentation():
             return call(*args, **kwargs)
 
     return quiet
+
+
+def _past_the_redis_instrumentation(call: Callable[..., Any]) -> Callable[..., Any]:
+    """The method without the redis instrumentation's wrapper, where that is the outermost one.
+
+    Releases before 0.60b0 ignore suppress_instrumentation and would trace the broker anyway;
+    later ones, suppressed, only call through, so going past them changes nothing there.
+    """
+    wrapper = getattr(call, "_self_wrapper", None)  # a wrapt wrapper's function, as instrumentations install them
+    if str(getattr(wrapper, "__module__", "")).startswith("opentelemetry.instrumentation.redis"):
+        return getattr(call, "__wrapped__", call)
+    return call
