@@ -32,6 +32,7 @@ PENDING_LIMIT = 4 << 20  # bytes a process holds while the sidecar reads slower 
 RECONNECT_PAUSE = 1.0  # seconds between two tries to reach a sidecar that was not there
 LOCK_WAIT = 0.05  # longest a send waits for another thread's; then its items are left to that thread
 COALESCE = 0.01  # seconds after a write during which messages wait for the flusher's next write
+STALLED_PAUSE = 1.0  # longest the flusher waits between two tries while the sidecar takes nothing
 _NOUNS = {"spans": "spans", "metrics": "metrics", "logs": "log records"}
 
 
@@ -101,17 +102,23 @@ class Channel:
         A connection found gone is counted and left for the next send to report.
         """
         nudge = self._nudge  # a fork replaces it; this thread does not live on in the child
+        retry = 0.0  # 0: wait to be woken; else seconds until the next try at what the sidecar did not take yet
         while True:
-            nudge.acquire()
-            _sleep(COALESCE)
+            if not retry:
+                nudge.acquire()
+            _sleep(retry or COALESCE)
             with self._lock:
                 if nudge is not self._nudge or self._sock is None or not self._ours():
+                    retry = 0.0
                     continue
                 while self._deferred:  # left by a signal handler while this thread wrote
                     self._queue(*self._deferred.pop(0))
-                if self._pending:
+                before = len(self._pending)
+                if before:
                     self._written_at = time.monotonic()
                     self._write()  # a sidecar gone is found, and said, by the next send
+                left = len(self._pending)  # tried again soon while the sidecar takes some, less often while it takes none
+                retry = 0.0 if not left else COALESCE if left < before else min(max(retry, COALESCE) * 2, STALLED_PAUSE)
 
     def _queue(self, kind: str, items: list[Any]) -> None:
         try:
