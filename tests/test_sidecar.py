@@ -369,3 +369,25 @@ def test_a_burst_reaches_the_collector_while_the_process_idles(receiver: Receive
         _, errors = program.communicate("go\n", timeout=30)
     assert program.returncode == 0, errors
     assert len(receiver.spans) == 2000 and "dropped" not in errors
+
+
+FORKS_AND_LEAVES = """
+import os
+from opentelemetry import trace
+tracer = trace.get_tracer("t")
+tracer.start_span("parent").end()
+for n in range(30):
+    if os.fork() == 0:
+        for part in "abc":
+            tracer.start_span(f"child {n} {part}").end()
+        os._exit(0)
+    os.wait()
+"""
+
+
+def test_forked_children_that_leave_through_os_exit_lose_nothing(receiver: Receiver) -> None:
+    """Only processes whose end hands their buffer over let writes wait for each other: these write at once."""
+    result = run_launcher(["--", "python", "-c", FORKS_AND_LEAVES], clean_env(**receiver.env("grpc")))
+    assert result.returncode == 0, result.stderr
+    receiver.wait_until(lambda: len(receiver.spans) >= 91, what="91 spans")
+    assert len({span.name for span in receiver.spans}) == 91

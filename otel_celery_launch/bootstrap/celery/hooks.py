@@ -58,6 +58,7 @@ def instrument_celery(plan: Plan) -> None:
         record_celery_metrics(plan)
     # Prefork children leave through os._exit, which skips atexit: hand the last telemetry over before that.
     signals.worker_process_shutdown.connect(_process_ending, weak=False)
+    signals.worker_process_init.connect(_pool_process_started, weak=False)
     if plan.logs.format != "off":
         from otel_celery_launch.bootstrap.logs.setup import restyle_celery_handlers
 
@@ -71,6 +72,12 @@ def instrument_celery(plan: Plan) -> None:
     if logger.isEnabledFor(logging.DEBUG):  # connected after the instrumentation, so headers are filled in
         signals.before_task_publish.connect(_log_inject, weak=False)
         signals.task_prerun.connect(_log_extract, weak=False)
+
+
+def _pool_process_started(**_: Any) -> None:
+    from otel_celery_launch.bootstrap.export.ending import ends_handing_over
+
+    ends_handing_over()
 
 
 def _process_ending(**_: Any) -> None:

@@ -47,7 +47,8 @@ class Channel:
     def _reset(self) -> None:
         """In a new process: its own connection, lock and counts (the parent's are the parent's to report)."""
         self._lock = _allocate_lock()
-        self._owner = 0  # the thread holding the lock
+        self._senders: set[int] = set()  # threads inside send, marked before they take the lock
+        self._coalesce = os.getpid() == self._main_pid  # elsewhere only where the process's end is known (see coalesce)
         self._deferred: list[tuple[str, list[Any]]] = []
         self._sock: Any = None
         self._identity = (0, 0)  # (device, inode) of our socket: a reused descriptor number is not ours
@@ -61,26 +62,38 @@ class Channel:
         self._nudge.acquire()
         self._flusher = False  # this process has started its flusher
 
+    def coalesce(self) -> None:
+        """Let this process's writes wait for each other: only in a process whose end hands its buffer over
+        (the program's main process, through atexit; a Celery pool process, through ``worker_process_shutdown``).
+        Other forked or spawned processes may leave through ``os._exit`` or a signal, and write at once."""
+        self._coalesce = True
+
     def send(self, kind: str, items: list[Any]) -> None:
         """Hand ``items`` over now; if the sidecar cannot take them, count them for its next report."""
-        if self._owner == _thread.get_ident() or not self._lock.acquire(timeout=LOCK_WAIT):
-            self._deferred.append((kind, items))  # a signal handler inside this thread's send: the send takes them
+        thread = _thread.get_ident()
+        if thread in self._senders:  # a signal handler inside this thread's send: that send takes the items
+            self._deferred.append((kind, items))
             return
-        self._owner = _thread.get_ident()
+        self._senders.add(thread)
         try:
-            self._queue(kind, items)
-            while self._deferred:
-                self._queue(*self._deferred.pop(0))
-            if self._pending:
-                self._write_or_leave()
+            if not self._lock.acquire(timeout=LOCK_WAIT):  # another thread's send, stuck: it takes them
+                self._deferred.append((kind, items))
+                return
+            try:
+                self._queue(kind, items)
+                while self._deferred:
+                    self._queue(*self._deferred.pop(0))
+                if self._pending:
+                    self._write_or_leave()
+            finally:
+                self._lock.release()
         finally:
-            self._owner = 0
-            self._lock.release()
+            self._senders.discard(thread)
 
     def _write_or_leave(self) -> None:
         """Write now after a quiet spell; otherwise leave the bytes to the flusher, woken if it sleeps."""
         now = time.monotonic()
-        if now - self._written_at >= COALESCE:
+        if not self._coalesce or now - self._written_at >= COALESCE:
             self._written_at = now
             if not self._write():
                 self._lost()
@@ -121,12 +134,15 @@ class Channel:
                 retry = 0.0 if not left else COALESCE if left < before else min(max(retry, COALESCE) * 2, STALLED_PAUSE)
 
     def _queue(self, kind: str, items: list[Any]) -> None:
+        if self._connected() is None:  # first: a connection given up counts what it held as dropped
+            self._dropped[kind] += len(items)
+            return
         try:
             frame = wire.pack(kind, os.getpid(), self._dropped[kind], items)
         except ValueError:  # a value marshal cannot write
             self._dropped[kind] += len(items)
             return
-        if self._connected() is None or len(self._pending) + len(frame) > PENDING_LIMIT:
+        if len(self._pending) + len(frame) > PENDING_LIMIT:
             self._dropped[kind] += len(items)
             return
         self._frames.append((len(frame), kind, len(items) + self._dropped[kind]))
@@ -162,9 +178,10 @@ class Channel:
             sent = self._sock.send(self._pending, _socket.MSG_NOSIGNAL)
         except BlockingIOError:
             return True
-        except OSError:
-            self._abandon(close=True)
-            return False
+        except OSError:  # the sidecar went away, or the number is no longer our socket (then it is not ours to close)
+            ours = self._ours()
+            self._abandon(close=ours)
+            return not ours
         del self._pending[:sent]
         self._head += sent
         while self._frames and self._head >= self._frames[0][0]:
@@ -191,7 +208,9 @@ class Channel:
     def finish(self, timeout: float) -> None:
         """As the process ends: what waits in its buffer, and the count of what was dropped, go out, waiting at
         most ``timeout``; what still cannot is said here, since the sidecar will never know."""
-        with self._lock:
+        if not self._lock.acquire(timeout=timeout):  # left held by an interrupted send (Ctrl-C): leave without it
+            return
+        try:
             while self._deferred:
                 self._queue(*self._deferred.pop(0))
             for kind, count in self._dropped.items():
@@ -206,6 +225,8 @@ class Channel:
             if lost and self._refused_at == 0.0:  # an unreachable sidecar was said once already, by the main process
                 logger.warning("otel-celery-launch: warning: the export sidecar did not take %s from process %d before it ended",
                                ", ".join(lost), os.getpid())
+        finally:
+            self._lock.release()
 
     def flush(self, timeout: float) -> bool:
         """Ask the sidecar to export what it holds now, and wait at most ``timeout`` for its answer.
@@ -213,7 +234,9 @@ class Channel:
         For a program whose exit ends every process of its namespace (PID 1, or a child of an init that
         exits with it).
         """
-        with self._lock:
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        try:
             if self._connected() is None:
                 return False
             self._pending += wire.pack(wire.FLUSH, os.getpid(), 0, [])
@@ -223,6 +246,8 @@ class Channel:
                 return self._sock.recv(1) == b"\1"
             except OSError:
                 return False
+        finally:
+            self._lock.release()
 
     def _send_waiting(self, timeout: float) -> bool:
         """Send all that waits, blocking at most ``timeout``: only for a process that is ending."""

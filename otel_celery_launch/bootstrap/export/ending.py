@@ -32,6 +32,12 @@ def channel(plan: Plan) -> Channel:
     return _channel
 
 
+def ends_handing_over() -> None:
+    """This process (a Celery pool process) is known to run :func:`process_ending` as it leaves: its writes may wait for each other."""
+    if _channel is not None:
+        _channel.coalesce()
+
+
 def before_ending(step: Callable[[], None]) -> None:
     """``step`` hands its last telemetry over as the process ends (metrics: one more collection)."""
     _last_steps.append(step)
