@@ -145,10 +145,11 @@ def _run(argv: Sequence[str]) -> int:
 
     split = argv.index("--") if "--" in argv else len(argv)
     head, command = argv[:split], argv[split + 1 :]
-    recalled = cache.recall(head, os.environ) if command else None
+    start_key = cache.key(head, os.environ) if command else None  # taken before validating: what changes meanwhile misses next time
+    recalled = cache.recall(start_key, os.environ)
     secret_variables: frozenset[str] = frozenset()
     if recalled is None:
-        plan, warnings, secret_variables = _validate(head, command)
+        plan, warnings, secret_variables = _validate(head, command, start_key)
     else:
         plan, warnings = recalled
     _warn(warnings)
@@ -175,7 +176,7 @@ def _run(argv: Sequence[str]) -> int:
     return 0  # not reached: exec replaced this process
 
 
-def _validate(head: Sequence[str], command: Sequence[str]) -> tuple[Plan | None, list[str], frozenset[str]]:
+def _validate(head: Sequence[str], command: Sequence[str], start_key: str | None) -> tuple[Plan | None, list[str], frozenset[str]]:
     """Exits 2 on bad input. The full path: flags parsed, every source validated, instrumentations scanned; a clean outcome is cached."""
     from otel_celery_launch.settings import cache
     from otel_celery_launch.settings.advice import likely_mistakes
@@ -188,8 +189,8 @@ def _validate(head: Sequence[str], command: Sequence[str]) -> tuple[Plan | None,
     loaded = _load(options)
     plan = None if loaded.settings.disabled else build_plan(loaded.settings)
     warnings = likely_mistakes(loaded.settings)
-    if not loaded.secret_variables:
-        cache.remember(head, os.environ, loaded.config_file, loaded.variables, plan, warnings)
+    if not loaded.holds_secret():
+        cache.remember(start_key, os.environ, loaded.config_file, loaded.config_digest, loaded.variables, plan, warnings)
     return plan, warnings, loaded.secret_variables
 
 

@@ -69,7 +69,9 @@ def test_installing_a_distribution_is_seen(env: dict[str, str], tmp_path: Path) 
     env = {**env, "PYTHONPATH": str(site)}
     assert start(env)[1] is True
     assert start(env)[1] is False
+    stamp = site.stat()
     (site / "newly_installed-1.0.dist-info").mkdir()
+    os.utime(site, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # as rsync -a or a reproducible build leaves it
     assert start(env)[1] is True
 
 
@@ -80,12 +82,18 @@ def test_installing_a_distribution_is_seen(env: dict[str, str], tmp_path: Path) 
     {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318/?key=sekrit-token"},
     {"config": "exporter:\n  protocol: grpc\n  headers:\n    x-key: sekrit-token\n"},
     {"config": "exporter:\n  protocol: grpc\n  headers:\n    x-key: ${KEY}\n", "KEY": "sekrit-token"},
+    {"config": "disabled: true\nexporter:\n  headers:\n    authorization: Bearer sekrit-token\n"},
+    {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://user:sekrit-token@127.0.0.1:4318", "OTEL_TRACES_EXPORTER": "none"},
+    {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://user:sekrit-token@127.0.0.1:4318"},
+    {"flags": "--exporter-endpoint=https://u:sekrit-token@collector:4318"},
 ])
 def test_nothing_is_written_when_a_secret_is_involved(env: dict[str, str], tmp_path: Path, secret: dict[str, str]) -> None:
     head: list[str] = []
     if "config" in secret:
         (tmp_path / "c.yaml").write_text(secret.pop("config"))
         head = ["--config", str(tmp_path / "c.yaml")]
+    if "flags" in secret:
+        head = [secret.pop("flags")]
     env = {**env, **secret}
     for _ in range(2):
         done, full = start(env, *head, program="pass")
@@ -110,3 +118,39 @@ def test_a_cache_another_user_could_write_or_a_damaged_one_is_ignored(env: dict[
     entry.write_bytes(b"\xff" * 100)
     done, full = start(env)
     assert full and done.returncode == 0 and done.stdout == "first\n"
+
+
+def test_what_validation_checked_outside_the_key_is_checked_again(env: dict[str, str], tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not checked further\n")
+    head = ["--exporter-endpoint", "https://127.0.0.1:4317", "--exporter-certificate", str(bundle)]
+    env = {**env, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    assert start(env, *head, program="pass")[1] is True
+    assert start(env, *head, program="pass")[1] is False
+    bundle.unlink()
+    gone, full = start(env, *head, program="print('ran')")
+    assert full and gone.returncode == 2 and "must be an existing file" in gone.stderr and "ran" not in gone.stdout
+
+
+def test_a_config_swapped_for_a_pipe_or_a_device_is_refused_not_read(env: dict[str, str], tmp_path: Path) -> None:
+    real, link, pipe = tmp_path / "real.yaml", tmp_path / "otel.yaml", tmp_path / "pipe"
+    real.write_text("service:\n  name: from-file\n")
+    link.symlink_to(real)
+    os.mkfifo(pipe)
+    assert start(env, "--config", str(link))[0].stdout == "first\n"  # the variable wins over the file
+    assert start(env, "--config", str(link))[1] is False
+    for target in (pipe, Path("/dev/zero")):
+        link.unlink()
+        link.symlink_to(target)
+        done, full = start(env, "--config", str(link))
+        assert full and done.returncode == 2 and "not a regular file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_cache_directory_that_is_a_link_is_not_used(env: dict[str, str], tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "otel-celery-launch").symlink_to(elsewhere)
+    for _ in range(2):
+        assert start(env)[1] is True
+    assert list(elsewhere.iterdir()) == []

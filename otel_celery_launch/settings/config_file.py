@@ -1,6 +1,6 @@
-"""Reading the config file with bounded work and memory, whatever it holds.
+"""Parsing the config file with bounded work and memory, whatever it holds.
 
-A config file is small and plain: at most :data:`MAX_BYTES`, nested at most
+A config file is small and plain: at most ``MAX_BYTES`` (:mod:`~otel_celery_launch.settings.config_bytes`), nested at most
 :data:`MAX_DEPTH` deep, no aliases (a few hundred bytes of them expand past a gigabyte),
 no key given twice (the last one would win unseen), and a regular file (a FIFO would
 block the read for ever).
@@ -8,46 +8,17 @@ block the read for ever).
 
 from __future__ import annotations
 
-import os
-import stat
 from typing import Any
 
 import yaml
 
-MAX_BYTES = 1 << 20
+from otel_celery_launch.settings.config_bytes import ConfigFileError
+
 MAX_DEPTH = 20
 
 
-class ConfigFileError(Exception):
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(message)
-        self.where = where
-        self.message = message
-
-
-def read_config(path: str) -> Any:
+def parse_config(data: bytes, path: str) -> Any:
     """The parsed document; raises :class:`ConfigFileError` naming the file (and line) and the problem."""
-    try:
-        found = os.stat(path)
-    except FileNotFoundError:
-        raise ConfigFileError(path, "config file not found") from None
-    except OSError as error:
-        raise ConfigFileError(path, f"cannot be read ({error.strerror})") from None
-    if stat.S_ISDIR(found.st_mode):
-        raise ConfigFileError(path, "is a directory, not a config file")
-    if not stat.S_ISREG(found.st_mode):
-        raise ConfigFileError(path, "is not a regular file (a pipe, a device or a socket); name a file")
-    if found.st_size > MAX_BYTES:
-        raise ConfigFileError(path, f"is {found.st_size} bytes; a config file may hold at most {MAX_BYTES} bytes")
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_BYTES + 1)
-    except PermissionError:
-        raise ConfigFileError(path, "config file cannot be read (permission denied)") from None
-    except OSError as error:
-        raise ConfigFileError(path, f"cannot be read ({error.strerror})") from None
-    if len(data) > MAX_BYTES:
-        raise ConfigFileError(path, f"holds more than {MAX_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from otel_celery_launch.handoff import secret_endpoint
 from otel_celery_launch.masking import mask_url
 from otel_celery_launch.settings.errors import Problem, SettingsError
 from otel_celery_launch.settings.model import FieldPath, Settings
@@ -36,6 +37,13 @@ class LoadedSettings:
     config_file: str | None
     secret_variables: frozenset[str] = frozenset()  # the file's ${VAR}s in header values and endpoints
     variables: frozenset[str] = frozenset()  # every ${VAR} the file reads
+    config_digest: str = ""  # SHA-256 of the file's bytes as validated
+
+    def holds_secret(self) -> bool:
+        """Whether a credential took part: header values, an endpoint's user information or query, or a ``${VAR}`` put into one."""
+        exporter = self.settings.exporter
+        return bool(exporter.headers or self.secret_variables
+                    or any(secret_endpoint(url) for url in (exporter.endpoint, exporter.traces_endpoint)))
 
     def origin(self, path: FieldPath) -> str:
         return find_origin(self.origins, path) or "default"
@@ -81,7 +89,7 @@ def load_settings(
     file = sources[-1] if isinstance(sources[-1], YamlFileSource) else None
     if file is None:
         return LoadedSettings(settings, origins, config_file)
-    return LoadedSettings(settings, origins, config_file, frozenset(file.secret_variables), frozenset(file.variables))
+    return LoadedSettings(settings, origins, config_file, frozenset(file.secret_variables), frozenset(file.variables), file.digest)
 
 
 def redact(path: FieldPath, value: Any) -> str:

@@ -7,6 +7,7 @@ flags, environment, YAML file, defaults.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -103,6 +104,7 @@ class YamlFileSource(TrackedSource):
         self.environ = environ
         self.secret_variables: set[str] = set()  # variables put into a header value or an endpoint: credentials
         self.variables: set[str] = set()  # every variable the file reads, set or not
+        self.digest = ""  # SHA-256 of the bytes validated
         root = self._read()
         if root is None:
             return
@@ -114,10 +116,13 @@ class YamlFileSource(TrackedSource):
         self._walk(root, ())
 
     def _read(self) -> Any:
-        from otel_celery_launch.settings.config_file import ConfigFileError, read_config
+        from otel_celery_launch.settings.config_bytes import ConfigFileError, read_bounded
+        from otel_celery_launch.settings.config_file import parse_config
 
         try:
-            return read_config(self.path)
+            data = read_bounded(self.path)
+            self.digest = hashlib.sha256(data).hexdigest()
+            return parse_config(data, self.path)
         except ConfigFileError as error:
             self.problems.append(Problem(error.where, error.message))
             return None
