@@ -153,6 +153,21 @@ def test_view_prints_a_trace_once_whole_though_the_producer_holds_its_spans(tmp_
     assert not any("not received" in line for line in lines), "\n".join(lines)
 
 
+def test_view_waits_for_the_consumer_of_a_published_task(tmp_path: Path, redis: RedisServer) -> None:
+    """The other order: the producer's spans leave at its exit, the worker's run span at its 5 s batch delay; still one tree."""
+    (tmp_path / "viewed.py").write_text(TASKS)
+    with _view("--settle", "1") as view:
+        env = clean_env(CELERY_BROKER_URL=redis.url(9), OTEL_EXPORTER_OTLP_ENDPOINT=view.grpc_url)
+        with Worker("viewed", tmp_path, {**env, "OTEL_SERVICE_NAME": "worker"}, pool="solo"):
+            producer = run_launcher(["--service-name", "web", "--", "python", "-c", "import viewed; viewed.greet.delay('ada')"], env, cwd=tmp_path)
+            assert producer.returncode == 0, producer.stderr
+            run_line = view.output.wait_for("run/viewed.greet [consumer]  (worker,", timeout=30)
+    lines = view.output.finish().splitlines()
+    run = lines.index(run_line)
+    assert "apply_async/viewed.greet [producer]  (web," in lines[run - 1] and _indent(lines[run]) > _indent(lines[run - 1]), "\n".join(lines)
+    assert sum(line.startswith("trace ") for line in lines) == 1 and not any("continued" in line for line in lines), "\n".join(lines)
+
+
 def test_view_marks_a_missing_parent_and_prints_late_spans_as_a_continuation() -> None:
     trace, orphan, parent = "ab" * 16, "11" * 8, "22" * 8
     with _view("--settle", "0.5", "--wait-for-parent", "1") as view:

@@ -1,8 +1,9 @@
 """Spans and log lines gathered into traces, each handed out once: when whole, or when its missing parents are given up on.
 
 A program holds its spans for its batch delay (5 s by default), so a worker's span often arrives
-before the producer's span it hangs under; a trace is therefore held until it is whole and quiet
-for ``settle`` seconds, or, with a parent still missing, quiet for ``wait`` seconds. Arrivals are
+before the producer's span it hangs under, or after it; a trace is therefore held until it is whole
+and quiet for ``settle`` seconds, or, with a parent still missing or a published message whose
+consumer span has not come, quiet for ``wait`` seconds. Arrivals are
 indexed by trace id as they come, and each waiting trace sits in one of two queues in order of its
 latest arrival, so finding what is due looks at the front of each queue only. The spans and log
 lines waiting are capped (the longest-waiting traces are dropped, and counted); a handed-out trace
@@ -18,6 +19,8 @@ from typing import Iterable
 
 from otel_celery_launch.view.model import LogLine, Span
 
+PRODUCER = 4  # OTLP's SPAN_KIND_PRODUCER
+
 
 @dataclass(slots=True)
 class Trace:
@@ -28,6 +31,13 @@ class Trace:
     logs: list[LogLine] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)  # of its spans here
     missing: set[str] = field(default_factory=set)  # span ids referred to (as a parent, or by a log line) and not arrived
+    producers: set[str] = field(default_factory=set)  # its spans that publish a message (a task's apply_async)
+    parents: set[str] = field(default_factory=set)  # span ids its spans hang from
+
+    @property
+    def waits(self) -> bool:
+        """A parent has not arrived, or a message published has no consumer span yet: more is on its way."""
+        return bool(self.missing or self.producers - self.parents)
 
     @property
     def size(self) -> int:
@@ -61,7 +71,10 @@ class Traces:
             trace.spans.append(span)
             trace.ids.add(span.span_id)
             trace.missing.discard(span.span_id)
+            if span.kind == PRODUCER:
+                trace.producers.add(span.span_id)
             if span.parent_id:
+                trace.parents.add(span.parent_id)
                 trace.refer(span.parent_id)
             self.held += 1
         for line in lines:
@@ -71,7 +84,7 @@ class Traces:
             self.held += 1
         for trace in touched.values():
             trace.last = now
-            (self._incomplete if trace.missing else self._whole)[trace.trace_id] = trace
+            (self._incomplete if trace.waits else self._whole)[trace.trace_id] = trace
         while self.held > self.most:
             self._drop_oldest()
 
