@@ -130,11 +130,17 @@ def secret_endpoint(url: str | None) -> bool:
     """Whether a URL carries what may be a credential: user information, a query or a fragment."""
     if not url:
         return False
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL (an unbalanced bracket): it may still hold one
+        return True
     return "@" in parts.netloc or bool(parts.query or parts.fragment)
 
 
 def public_endpoint(url: str) -> str:
-    """The endpoint without user information, query or fragment: what the program's processes may see."""
-    parts = urlsplit(url)
+    """The endpoint without user information, query or fragment: what the program's processes may see (nothing of one that is no URL)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

@@ -189,10 +189,16 @@ def test_text_that_is_not_utf8_is_refused() -> None:
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://bad host:4317", ("exporter.endpoint", "neither a name", "nor an IP address")),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:0", ("exporter.endpoint", "port 0")),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://coll\u00e9ctor:4317", ("exporter.endpoint", "neither a name")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1", ("exporter.endpoint", "invalid IPv6 URL")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1]x:4317", ("exporter.endpoint", "neither a name")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://" + "a" * 64 + ".com:4317", ("exporter.endpoint", "neither a name")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://1.2.3.999:4317", ("exporter.endpoint", "neither a name")),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://h:4318/" + "a" * 100_000, ("exporter.traces_endpoint", "longer than 2048")),
         ("OTEL_SERVICE_NAME", "a" * 130_000, ("service.name (env OTEL_SERVICE_NAME)", "at most 1024 characters")),
         ("OTEL_RESOURCE_ATTRIBUTES", "k=" + "%C3%A9" * 20_000, ("service.attributes", "at most 65536 fit")),
     ],
-    ids=["1 us interval", "0.5 ms delay", "space in host", "port 0", "non-ascii host", "130k service name", "attributes that grow as JSON"],
+    ids=["1 us interval", "0.5 ms delay", "space in host", "port 0", "non-ascii host", "unbalanced bracket", "junk after the bracket",
+         "64-character label", "IPv4 out of range", "100k path", "130k service name", "attributes that grow as JSON"],
 )
 def test_values_that_would_spin_fail_or_not_fit_are_refused_before_exec(variable: str, value: str, words: tuple[str, ...]) -> None:
     for command in (["--", "python", "-c", "print('ran')"], ["check"]):
@@ -211,3 +217,10 @@ def test_an_empty_config_flag_is_an_error_not_no_file() -> None:
         result = run_launcher(command, clean_env())
         refused(result, "--config", "is empty")
         assert "ran" not in result.stdout
+
+
+def test_a_malformed_endpoint_the_launcher_does_not_read_is_no_crash() -> None:
+    """Only exporter.endpoint and the traces one are settings; the others the child gets without what may be a credential."""
+    result = run_launcher(["--", "python", "-c", "import os; print(repr(os.environ.get('OTEL_EXPORTER_OTLP_LOGS_ENDPOINT')))"],
+                          clean_env(OTEL_EXPORTER_OTLP_LOGS_ENDPOINT="http://[::1"))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "''\n", "")

@@ -259,3 +259,18 @@ def _answers(view: _View) -> bool:
         return view.post("traces", _spans("web", [("served", "ee" * 16, "66" * 8, "")])) == 200
     except OSError:  # refused while the closed connections' threads are still ending
         return False
+
+
+def test_view_prints_a_deep_chain_in_linear_text_and_ignores_ids_otlp_does_not_have() -> None:
+    trace = "cd" * 16
+    chain = [(f"level {n}", trace, f"{n + 1:016x}", f"{n:016x}" if n else "") for n in range(3000)]
+    odd = [("odd ids", "ef" * 8, "12" * 8, ""), ("odd span id", "ef" * 16, "12" * 1000, "")]
+    with _view("--settle", "0.5") as view:
+        assert view.post("traces", _spans("deep", chain + odd)) == 200
+        view.output.wait_for("level 2999")
+        assert view.post("traces", _spans("after", [("after", "aa" * 16, "bb" * 8, "")])) == 200
+        view.output.wait_for("└─ after")
+    lines = view.output.finish().splitlines()
+    assert max(len(line) for line in lines) < 200, "indentation stops growing"
+    assert any(line.lstrip().startswith("[depth 2999] └─ level 2999") for line in lines)
+    assert not any("odd" in line for line in lines)

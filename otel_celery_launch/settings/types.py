@@ -63,9 +63,11 @@ def check_endpoint(value: str) -> str:
         if parts.scheme and not parts.netloc and re.match(r"^[\w.-]+:\d+", value):
             raise ValueError(f"must be a URL with a scheme: try http://{mask_url(value)}")
         raise ValueError("must be an http:// or https:// URL")
+    if len(value) > LONGEST_ENDPOINT:
+        raise ValueError(f"is longer than {LONGEST_ENDPOINT} characters")
     if not parts.hostname:
         raise ValueError("must name a host, as in http://collector:4317")
-    if not _is_host(parts.hostname, bracketed="[" in parts.netloc):
+    if not _NETLOC.fullmatch(parts.netloc.rpartition("@")[2]) or not _is_host(parts.hostname, bracketed="[" in parts.netloc):
         raise ValueError("has a host that is neither a name (letters, digits, '-', '_', '.') nor an IP address")
     if "@" in parts.path + parts.query + parts.fragment:
         raise ValueError("has an @ after the host: percent-encode '/', '?' and '#' in a user name or password")
@@ -78,18 +80,21 @@ def check_endpoint(value: str) -> str:
     return value
 
 
-_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?", re.IGNORECASE)
+LONGEST_ENDPOINT = 2048  # as most proxies and browsers take; the plan must also cross exec in one variable
+_NETLOC = re.compile(r"(\[[^\]]*\]|[^\[\]:]*)(:[0-9]*)?")  # host, or [IPv6], then at most a port
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?", re.IGNORECASE)
 
 
 def _is_host(host: str, bracketed: bool) -> bool:
-    """A DNS name, an IPv4 address, or (in brackets) an IPv6 address."""
-    if bracketed:
-        try:
+    """A DNS name (labels of at most 63 characters), an IPv4 address, or (in brackets) an IPv6 address."""
+    try:
+        if bracketed:
             ipaddress.IPv6Address(host.partition("%")[0])
-        except ValueError:
-            return False
-        return True
-    return len(host) <= 253 and _HOST_NAME.fullmatch(host) is not None
+        elif host.rstrip(".").replace(".", "").isdigit():  # all numbers: an IPv4 address, or nothing
+            ipaddress.IPv4Address(host.rstrip("."))
+    except ValueError:
+        return False
+    return bracketed or (len(host) <= 253 and _HOST_NAME.fullmatch(host) is not None)
 
 
 def no_boolean(value: object) -> object:

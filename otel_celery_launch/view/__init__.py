@@ -36,6 +36,9 @@ class Options:
 
 
 def run_view(options: Options) -> int:
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # a terminal or pipe that cannot show a character gets its escape, not a traceback
+        reconfigure(errors="backslashreplace")
     received = Received(options.max_spans, options.remember, options.max_series)
     try:
         collector = LocalCollector(options.http_port, options.grpc_port, options.host, received, span_attributes=False)

@@ -21,6 +21,7 @@ __all__ = ["CannotListen", "LocalCollector", "LogLine", "Span"]
 
 GRPC_WORKERS = 4
 MOST_GRPC_CALLS = 16  # calls running or queued for a worker; more are refused with RESOURCE_EXHAUSTED
+MOST_TEXT = 4096  # characters kept of a name or a log body: what a person reads, and memory bounded by count as well
 
 
 class CannotListen(Exception):
@@ -37,7 +38,7 @@ def _text(value: Any) -> str:
 
 
 def _service(resource: Any) -> str:
-    return next((_text(kv.value) for kv in resource.attributes if kv.key == "service.name"), "?")
+    return next((_text(kv.value)[:MOST_TEXT] for kv in resource.attributes if kv.key == "service.name"), "?")
 
 
 class LocalCollector:
@@ -167,9 +168,10 @@ def _spans(body: bytes, attributes: bool) -> list[Span]:
     for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
         service = _service(resource_spans.resource)
         for scope_spans in resource_spans.scope_spans:
-            spans += [Span(s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.kind, service,
+            spans += [Span(s.name[:MOST_TEXT], s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), s.kind, service,
                            {kv.key: _text(kv.value) for kv in s.attributes} if attributes else {}, s.start_time_unix_nano)
-                      for s in scope_spans.spans]
+                      for s in scope_spans.spans
+                      if len(s.trace_id) == 16 and len(s.span_id) == 8 and len(s.parent_span_id) in (0, 8)]  # OTLP's ids, no other
     return spans
 
 
@@ -180,8 +182,9 @@ def _logs(body: bytes) -> list[LogLine]:
     for resource_logs in ExportLogsServiceRequest.FromString(body).resource_logs:
         service = _service(resource_logs.resource)
         for scope_logs in resource_logs.scope_logs:
-            lines += [LogLine(_text(r.body), r.severity_text, r.trace_id.hex(), r.span_id.hex(), scope_logs.scope.name, service,
-                              r.time_unix_nano) for r in scope_logs.log_records]
+            lines += [LogLine(_text(r.body)[:MOST_TEXT], r.severity_text[:MOST_TEXT], r.trace_id.hex(), r.span_id.hex(),
+                              scope_logs.scope.name[:MOST_TEXT], service, r.time_unix_nano)
+                      for r in scope_logs.log_records if len(r.trace_id) in (0, 16) and len(r.span_id) in (0, 8)]
     return lines
 
 

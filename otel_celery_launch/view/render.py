@@ -13,9 +13,11 @@ from otel_celery_launch.view.metrics import MetricTotal
 from otel_celery_launch.view.model import LogLine, SeriesKey, Span
 
 _KINDS = {2: "server", 3: "client", 4: "producer", 5: "consumer"}
+DEEPEST_INDENT = 30  # levels drawn as indentation; deeper ones say their depth (the text of a deep chain grows linearly, not as its square)
 _ESCAPES: dict[int, str] = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}  # C0, DEL, C1
 _ESCAPES.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
-_ESCAPES.update({code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})  # bidi overrides and isolates
+_ESCAPES.update({code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A),  # bidi overrides and isolates
+                                                        0x061C, 0x200E, 0x200F, 0x2028, 0x2029, 0xFEFF)})  # bidi marks, line breaks, BOM
 
 
 def clean(text: str) -> str:
@@ -85,14 +87,15 @@ def _trace(trace_id: str, spans: list[Span], logs: list[LogLine], printed: Colle
 def _tree(tops: list[Span], indent: str, children: dict[str, list[Span]], logged: dict[str, list[LogLine]], shown: set[str]) -> list[str]:
     """Each of ``tops`` with its descendants below it, depth first (a loop, not recursion: traces can be deep)."""
     lines: list[str] = []
-    stack = [(span, indent) for span in reversed(tops)]
+    stack = [(span, 0) for span in reversed(tops)]
     while stack:
-        span, at = stack.pop()
+        span, depth = stack.pop()
         shown.add(span.span_id)
+        at = indent + "   " * min(depth, DEEPEST_INDENT) + (f"[depth {depth}] " if depth > DEEPEST_INDENT else "")
         kind = f" [{_KINDS[span.kind]}]" if span.kind in _KINDS else ""
         lines.append(f"{at}└─ {clean(span.name)}{kind}  ({clean(span.service)}, span {span.span_id})")
         lines += _log_lines(logged.get(span.span_id, []), at + "   ")
-        stack += [(child, at + "   ") for child in reversed(children.get(span.span_id, [])) if child.span_id not in shown]
+        stack += [(child, depth + 1) for child in reversed(children.get(span.span_id, [])) if child.span_id not in shown]
     return lines
 
 
