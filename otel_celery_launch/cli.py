@@ -127,7 +127,7 @@ def _requirements(argv: Sequence[str]) -> int:
     parser.add_argument("--offline", action="store_true", help="do not ask the package index (through pip) which releases it has: "
                         "pin to the release made with the installed SDK")
     options = parser.parse_args(argv)
-    from otel_celery_launch.settings.instrumentations import Verdict, requirements_for_installed_libraries
+    from otel_celery_launch.settings.requirements import Verdict, requirements_for_installed_libraries
 
     chosen = requirements_for_installed_libraries((lambda _: Verdict(False, unknown="not asked: --offline")) if options.offline else None)
     for line in chosen.lines:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from otel_celery_launch.settings.instrumentations import Probe, Verdict, matching_contrib_version, requirements_for_installed_libraries
+from otel_celery_launch.settings.requirements import Probe, Verdict, matching_contrib_version, requirements_for_installed_libraries
 from tests.processes import clean_env
 
 ROOT = Path(__file__).parent.parent
