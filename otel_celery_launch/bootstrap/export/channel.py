@@ -93,21 +93,23 @@ class Channel:
     def _write_or_leave(self) -> None:
         """Write now after a quiet spell; otherwise leave the bytes to the flusher, woken if it sleeps."""
         now = time.monotonic()
-        if not self._coalesce or now - self._written_at >= COALESCE:
-            self._written_at = now
-            if not self._write():
-                self._lost()
+        if self._coalesce and now - self._written_at < COALESCE and self._has_flusher():
+            if self._nudge.locked():
+                self._nudge.release()
             return
+        self._written_at = now
+        if not self._write():
+            self._lost()
+
+    def _has_flusher(self) -> bool:
+        """This process's flusher, started once; False if no thread can start (the interpreter is shutting down)."""
         if not self._flusher:
             try:
                 _start_new_thread(self._flush_later, ())
-            except RuntimeError:  # the interpreter is shutting down: no more threads, so write now
-                if not self._write():
-                    self._lost()
-                return
+            except RuntimeError:
+                return False
             self._flusher = True
-        if self._nudge.locked():
-            self._nudge.release()
+        return True
 
     def _flush_later(self) -> None:
         """The flusher: imports and logs nothing (this process may fork), and takes the lock only for non-blocking work.
