@@ -23,7 +23,8 @@ def noop() -> int:
 
 def main() -> None:
     count, warm = int(sys.argv[1]), 500
-    trace = build_tracer(noop.name, noop, app=app, hostname="bench@localhost")
+    task = app.tasks[noop.name]  # the task itself, as a worker looks it up (``noop`` is a lazy proxy)
+    trace = build_tracer(task.name, task, app=app, hostname="bench@localhost")
     ids = [str(uuid.uuid4()) for _ in range(count + warm)]
     request = {"delivery_info": {"routing_key": "celery", "exchange": "", "priority": 0, "redelivered": False},
                "headers": {}, "hostname": "bench@localhost", "task": noop.name}

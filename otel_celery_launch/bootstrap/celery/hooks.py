@@ -49,8 +49,14 @@ def instrument_celery(plan: Plan) -> None:
         # Its flower.task.runtime.seconds measures the run time a second time (messaging.process.duration): off unless asked for.
         from opentelemetry.metrics import NoOpMeterProvider
 
+        instrumentor = CeleryInstrumentor()
+        ours = not instrumentor.is_instrumented_by_opentelemetry  # a program that instrumented first keeps its options
         options = {} if plan.metrics.flower_runtime else {"meter_provider": NoOpMeterProvider()}
-        CeleryInstrumentor().instrument(skip_dep_check=True, **options)
+        instrumentor.instrument(skip_dep_check=True, **options)
+        if ours and not plan.metrics.flower_runtime:
+            from otel_celery_launch.bootstrap.celery.runs import take_over_run_spans
+
+            take_over_run_spans(instrumentor)
 
     if plan.sends_metrics:
         from otel_celery_launch.bootstrap.celery.metrics import record_celery_metrics

@@ -32,7 +32,7 @@ OUTCOMES = TALLY.counter("celery.task.outcomes", "{task}", "tasks finished, by o
                          (TASK, QUEUE, OUTCOME))
 DURATION = TALLY.histogram("messaging.process.duration", "s", "time a task ran, by outcome", (TASK, QUEUE, OUTCOME), SECONDS_BUCKETS)
 WAIT = TALLY.histogram("celery.task.queue.wait", "s", "time from publish to the start of the run", (TASK, QUEUE), SECONDS_BUCKETS)
-_started: dict[str, float] = {}
+_started: dict[str, tuple[float, str, str]] = {}  # task id: when it started, its name and queue
 
 
 def record_celery_metrics(plan: Plan) -> None:
@@ -72,20 +72,27 @@ def _started_run(task_id: str | None = None, task: Any = None, **_: Any) -> None
     if isinstance(published, (int, float)):
         TALLY.record(WAIT, (name, queue), max(0.0, time.time() - published))
     if task_id:
-        _started[task_id] = time.perf_counter()
+        _started[task_id] = (time.perf_counter(), name, queue)
 
 
 def _finished_run(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
-    from celery.worker import state as worker_state
-
     started = _started.pop(task_id or "", None)
-    if state is None and task_id in worker_state.revoked:
-        return  # revoked while it ran: task_revoked counts it
+    if state is None and _revoked_while_running(task_id):
+        return  # task_revoked counts it
     outcome = "failure" if state is None else _OUTCOMES.get(str(state), str(state).lower())  # None: killed (time limit)
-    key = (str(getattr(task, "name", "")), _queue_of(getattr(task, "request", None)), outcome)
+    if started is None:
+        TALLY.add(OUTCOMES, (str(getattr(task, "name", "")), _queue_of(getattr(task, "request", None)), outcome))
+        return
+    at, name, queue = started
+    key = (name, queue, outcome)
     TALLY.add(OUTCOMES, key)
-    if started is not None:
-        TALLY.record(DURATION, key, time.perf_counter() - started)
+    TALLY.record(DURATION, key, time.perf_counter() - at)
+
+
+def _revoked_while_running(task_id: str | None) -> bool:
+    from celery.worker import state
+
+    return task_id in state.revoked
 
 
 def _revoked(sender: Any = None, request: Any = None, **_: Any) -> None:

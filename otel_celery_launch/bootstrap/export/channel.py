@@ -1,13 +1,12 @@
 """One process's side of the hand-off: a non-blocking Unix stream connection to the sidecar, made again after a fork.
 
-Sending never waits, and costs one write only now and then: a message that follows the last write
-within ``COALESCE`` waits for the next one, made by a flusher thread that does nothing but write, so a
-busy process pays one system call, and
-wakes the sidecar once, for many spans; a message after a quiet spell is written at once. A message
-the connection cannot take at once waits in a buffer of the
-process, and past ``PENDING_LIMIT`` it is dropped and counted (the count travels with the
-next message, for the sidecar to report; what is still undelivered as the process ends is
-said by the process itself). Threads share the connection under a real lock, held only for a
+Sending never waits, and costs one write only now and then: items that follow the last write
+within ``COALESCE`` wait, as they are, for the next one, made by a flusher thread that does nothing
+but write, so a busy process pays one system call and one ``marshal`` call, and wakes the sidecar
+once, for many spans; items after a quiet spell are written at once. What the connection cannot
+take at once waits in a buffer of the process, and past ``PENDING_LIMIT`` it is dropped and counted
+(the count travels with the next message, for the sidecar to report; what is still undelivered as
+the process ends is said by the process itself). Threads share the connection under a real lock, held only for a
 non-blocking ``send``, so neither a gevent or eventlet switch nor a fork can leave it held (this
 module is imported at start, before any monkey-patching, and keeps the real lock, thread and sleep); a
 signal handler that ends a span while its thread holds the lock leaves the span for the
@@ -31,7 +30,8 @@ _allocate_lock, _start_new_thread, _sleep = _thread.allocate_lock, _thread.start
 PENDING_LIMIT = 4 << 20  # bytes a process holds while the sidecar reads slower than it sends
 RECONNECT_PAUSE = 1.0  # seconds between two tries to reach a sidecar that was not there
 LOCK_WAIT = 0.05  # longest a send waits for another thread's; then its items are left to that thread
-COALESCE = 0.01  # seconds after a write during which messages wait for the flusher's next write
+COALESCE = 0.01  # seconds after a write during which items wait for the flusher's next write
+HOLD_LIMIT = 1024  # items that may wait for the flusher; one more is written at once
 STALLED_PAUSE = 1.0  # longest the flusher waits between two tries while the sidecar takes nothing
 _NOUNS = {"spans": "spans", "metrics": "metrics", "logs": "log records"}
 
@@ -50,6 +50,8 @@ class Channel:
         self._senders: set[int] = set()  # threads inside send, marked before they take the lock
         self._coalesce = os.getpid() == self._main_pid  # elsewhere only where the process's end is known (see coalesce)
         self._deferred: list[tuple[str, list[Any]]] = []
+        self._waiting: dict[str, list[Any]] = {kind: [] for kind in wire.KINDS}  # items not framed yet
+        self._held = 0  # how many
         self._sock: Any = None
         self._identity = (0, 0)  # (device, inode) of our socket: a reused descriptor number is not ours
         self._pending = bytearray()
@@ -80,25 +82,37 @@ class Channel:
                 self._deferred.append((kind, items))
                 return
             try:
-                self._queue(kind, items)
-                while self._deferred:
-                    self._queue(*self._deferred.pop(0))
-                if self._pending:
-                    self._write_or_leave()
+                self._hold(kind, items)
+                self._write_or_leave()
             finally:
                 self._lock.release()
         finally:
             self._senders.discard(thread)
 
+    def _hold(self, kind: str, items: list[Any]) -> None:
+        self._waiting[kind] += items
+        self._held += len(items)
+
+    def _frame_held(self) -> None:
+        """One message per kind of what waits (and of what signal handlers left), into the bytes to write."""
+        while self._deferred:
+            self._hold(*self._deferred.pop(0))
+        for kind, items in self._waiting.items():
+            if items:
+                self._waiting[kind] = []
+                self._queue(kind, items)
+        self._held = 0
+
     def _write_or_leave(self) -> None:
-        """Write now after a quiet spell; otherwise leave the bytes to the flusher, woken if it sleeps."""
+        """Write now after a quiet spell; otherwise leave the items to the flusher, woken if it sleeps."""
         now = time.monotonic()
-        if self._coalesce and now - self._written_at < COALESCE and self._has_flusher():
+        if self._coalesce and now - self._written_at < COALESCE and self._held < HOLD_LIMIT and self._has_flusher():
             if self._nudge.locked():
                 self._nudge.release()
             return
         self._written_at = now
-        if not self._write():
+        self._frame_held()
+        if self._pending and not self._write():
             self._lost()
 
     def _has_flusher(self) -> bool:
@@ -126,8 +140,7 @@ class Channel:
                 if nudge is not self._nudge or self._sock is None or not self._ours():
                     retry = 0.0
                     continue
-                while self._deferred:  # left by a signal handler while this thread wrote
-                    self._queue(*self._deferred.pop(0))
+                self._frame_held()
                 before = len(self._pending)
                 if before:
                     self._written_at = time.monotonic()
@@ -141,8 +154,12 @@ class Channel:
             return
         try:
             frame = wire.pack(kind, os.getpid(), self._dropped[kind], items)
-        except ValueError:  # a value marshal cannot write
-            self._dropped[kind] += len(items)
+        except ValueError:  # a value marshal cannot write: the others go without the item that holds it
+            if len(items) > 1:
+                for item in items:
+                    self._queue(kind, [item])
+            else:
+                self._dropped[kind] += len(items)
             return
         if len(self._pending) + len(frame) > PENDING_LIMIT:
             self._dropped[kind] += len(items)
@@ -213,8 +230,7 @@ class Channel:
         if not self._lock.acquire(timeout=timeout):  # left held by an interrupted send (Ctrl-C): leave without it
             return
         try:
-            while self._deferred:
-                self._queue(*self._deferred.pop(0))
+            self._frame_held()
             for kind, count in self._dropped.items():
                 if count:
                     self._queue(kind, [])  # an empty message carries the count

@@ -11,8 +11,13 @@ from otel_celery_launch.bootstrap.export.channel import Channel
 
 
 def encode_span(span: ReadableSpan) -> tuple[Any, ...]:
-    """The fields OTLP carries, as plain values (read back by :func:`otel_celery_launch.sidecar.rebuild.span`)."""
-    context, parent, scope, status = span.context, span.parent, span.instrumentation_scope, span.status
+    """The fields OTLP carries, as plain values (read back by :func:`otel_celery_launch.sidecar.rebuild.span`).
+
+    Paid by every span, in the program's process: attributes are copied at once, and each
+    instrumentation scope is made into a tuple once.
+    """
+    context, parent, status = span.context, span.parent, span.status
+    events, links = span.events, span.links
     return (
         span.name,
         context.trace_id,
@@ -23,15 +28,36 @@ def encode_span(span: ReadableSpan) -> tuple[Any, ...]:
         span.kind.value,
         span.start_time,
         span.end_time,
-        dict(span.attributes or {}),
-        [(event.name, event.timestamp, dict(event.attributes or {})) for event in span.events],
-        [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags), dict(link.attributes or {})) for link in span.links],
+        _plain(span.attributes),
+        [(event.name, event.timestamp, _plain(event.attributes)) for event in events] if events else [],
+        [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags), _plain(link.attributes)) for link in links] if links else [],
         (status.status_code.value, status.description or ""),
-        (scope.name, scope.version or "", scope.schema_url or "") if scope is not None else ("", "", ""),
+        _scope(span.instrumentation_scope),
         span.dropped_attributes,
         span.dropped_events,
         span.dropped_links,
     )
+
+
+def _plain(attributes: Any) -> dict[str, Any]:
+    """A dict of the attributes. The span's are a read-only view of the SDK's mapping, whose ``copy``
+    copies its plain dict at once; read item by item, each would be a call (and a lock)."""
+    if not attributes:
+        return {}
+    copy = getattr(attributes, "copy", None)
+    return dict(copy() if copy is not None else attributes)
+
+
+_scopes: dict[int, tuple[Any, tuple[str, str, str]]] = {}
+
+
+def _scope(scope: Any) -> tuple[str, str, str]:
+    if scope is None:
+        return ("", "", "")
+    known = _scopes.get(id(scope))
+    if known is None or known[0] is not scope:
+        known = _scopes[id(scope)] = (scope, (scope.name, scope.version or "", scope.schema_url or ""))
+    return known[1]
 
 
 class HandOff(SpanProcessor):
