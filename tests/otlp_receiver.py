@@ -31,6 +31,9 @@ class ReceivedSpan:
     protocol: str
     headers: dict[str, str] = field(default_factory=dict, compare=False)
     events: tuple[str, ...] = ()
+    scope: tuple[str, str, str] = field(default=("", "", ""), compare=False)  # name, version, schema URL
+    status_message: str = field(default="", compare=False)
+    event_attributes: tuple[dict[str, object], ...] = field(default=(), compare=False)
 
     KIND_PRODUCER = 4
     KIND_CONSUMER = 5
@@ -149,6 +152,9 @@ class Receiver:
                             protocol=protocol,
                             headers=headers,
                             events=tuple(event.name for event in span.events),
+                            scope=(scope_spans.scope.name, scope_spans.scope.version, scope_spans.schema_url),
+                            status_message=span.status.message,
+                            event_attributes=tuple({kv.key: _value(kv.value) for kv in event.attributes} for event in span.events),
                         )
                     )
         with self._changed:

@@ -34,7 +34,7 @@ TOOLS = ["pytest", "pytest-timeout", "hypothesis", "redis", "requests", "flask",
          "opentelemetry-instrumentation-redis", "opentelemetry-instrumentation-requests"]
 # settings, bad input, exec, span delivery across a Celery worker, the sidecar, logs, the demo
 CORE = ["tests/test_settings.py", "tests/test_bad_input.py", "tests/test_exec.py", "tests/test_demo.py",
-        "tests/test_span_delivery.py", "tests/test_sidecar.py", "tests/test_logs.py"]
+        "tests/test_span_delivery.py", "tests/test_sidecar.py", "tests/test_logs.py", "tests/test_run_spans.py"]
 LEFT_OUT = [
     # ten workers recycling children, 10 to 18 s each: span delivery's prefork-recycling case covers it here
     "test_recycling_prefork_children_never_hang",

@@ -67,3 +67,16 @@ def fails() -> None:
 @app.task
 def tick() -> None:
     note_baggage()
+
+
+@app.task(throws=(KeyError,))
+def expected() -> None:
+    """Fails in a way the task declares (Celery logs no traceback)."""
+    note_baggage()
+    raise KeyError("expected")
+
+
+@app.task(time_limit=30, soft_time_limit=20)
+def limited() -> int:
+    note_baggage()
+    return 1
