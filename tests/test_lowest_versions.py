@@ -32,7 +32,7 @@ CONSTRAINTS = ROOT / "tests" / "constraints-lowest.txt"
 TOOLS = ["pytest", "pytest-timeout", "hypothesis", "redis", "requests", "flask", "psycopg[binary]", "gevent", "eventlet",
          "opentelemetry-proto", "opentelemetry-instrumentation-flask", "opentelemetry-instrumentation-psycopg",
          "opentelemetry-instrumentation-redis", "opentelemetry-instrumentation-requests"]
-# settings, bad input, exec, span delivery across a Celery worker, the sidecar, logs, the demo
+# settings, bad input, exec, span delivery across a Celery worker, the sidecar, logs, the demo, run spans
 CORE = ["tests/test_settings.py", "tests/test_bad_input.py", "tests/test_exec.py", "tests/test_demo.py",
         "tests/test_span_delivery.py", "tests/test_sidecar.py", "tests/test_logs.py", "tests/test_run_spans.py"]
 LEFT_OUT = [

@@ -157,7 +157,7 @@ class MetricsSettings(Section):
         30.0, ge=1.0, description="time between two polls of each queue's depth, by the main process of each worker (1s at least)"
     )
     flower_runtime: StrictBool = Field(
-        False, description="also the Celery instrumentation's own flower.task.runtime.seconds histogram (the run time measured a second time)"
+        False, description="also the Celery instrumentation's own flower.task.runtime.seconds histogram (the run time measured a second time); its own run handlers then make the run spans, at their cost"
     )
 
 
