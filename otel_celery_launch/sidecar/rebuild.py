@@ -22,6 +22,8 @@ def _scope(name: str, version: str, schema_url: str) -> InstrumentationScope:
 def _text(value: Any) -> str:
     """Text that protobuf can encode: a lone surrogate (from a file name, say) would fail the whole batch."""
     text = str(value)
+    if text.isascii():  # known from the string's header, at no cost
+        return text
     try:
         text.encode()
     except UnicodeEncodeError:

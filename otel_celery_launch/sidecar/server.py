@@ -134,9 +134,19 @@ def _of_the_program(pid: int, marker: bytes) -> bool:
 
 
 def _resource(attributes: dict[str, str]) -> Any:
+    """The program's resource, hashed once: the exporters' encoders group items by resource, and the
+    SDK's ``Resource`` hashes by writing its attributes out as JSON, for every span of every batch."""
     from opentelemetry.sdk.resources import Resource
 
-    return Resource.create(attributes)
+    class HashedOnce(Resource):
+        def __init__(self, made: Resource) -> None:
+            super().__init__(made.attributes, made.schema_url)
+            self._hash = super().__hash__()
+
+        def __hash__(self) -> int:
+            return self._hash
+
+    return HashedOnce(Resource.create(attributes))
 
 
 def _reader(kind: str) -> Callable[[Any, Any], Any]:
