@@ -85,3 +85,24 @@ def test_each_worker_used_the_path_it_was_given(path: str, expected: str, worker
     assert result.returncode == 0, result.stderr
     handlers = result.stdout
     assert expected in handlers and ({"run_started", "_trace_prerun"} - {expected}).pop() not in handlers, handlers
+
+
+UNINSTRUMENTS = """
+from celery import Celery, signals
+from opentelemetry.instrumentation.celery import CeleryInstrumentor
+Celery("probe")
+def handlers():
+    return sorted(name for _, receiver in signals.task_prerun.receivers if (name := getattr(receiver, "__name__", "?")) in ("run_started", "_trace_prerun"))
+seen = [handlers()]
+CeleryInstrumentor().uninstrument()
+seen.append(handlers())
+CeleryInstrumentor().instrument()
+seen.append(handlers())
+print(seen)
+"""
+
+
+def test_a_program_that_uninstruments_celery_gets_no_run_spans_and_instruments_again_with_the_packages_handlers(workers: dict[str, dict[str, str]]) -> None:
+    result = run_launcher(["--", "python", "-c", UNINSTRUMENTS], workers["shorter"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[['run_started'], [], ['_trace_prerun']]"

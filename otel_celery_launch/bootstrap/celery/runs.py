@@ -77,8 +77,16 @@ def take_over_run_spans(instrumentor: Any) -> bool:
         detach_run(task, task_id)
         detach(token)
 
+    def uninstrument(**kwargs: Any) -> None:
+        """The program's ``uninstrument()`` ends these too; an ``instrument()`` after it connects the package's own."""
+        signals.task_prerun.disconnect(run_started)
+        signals.task_postrun.disconnect(run_ended)
+        del instrumentor._uninstrument
+        instrumentor._uninstrument(**kwargs)
+
     signals.task_prerun.disconnect(instrumentor._trace_prerun)
     signals.task_postrun.disconnect(instrumentor._trace_postrun)
     signals.task_prerun.connect(run_started, weak=False)
     signals.task_postrun.connect(run_ended, weak=False)
+    instrumentor._uninstrument = uninstrument
     return True
