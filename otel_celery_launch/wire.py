@@ -33,6 +33,26 @@ def pack(kind: str, pid: int, dropped: int, items: list[Any]) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+def plain(value: Any) -> Any:
+    """``value`` as marshal writes it: subclasses of ``str``, ``int`` and ``float`` (an ``enum.StrEnum``,
+    ``http.HTTPStatus``), which the SDK accepts, as their plain values, inside lists, tuples and dicts too;
+    anything else marshal cannot write as its text. For the rare item that failed to pack."""
+    if value is None or type(value) in (str, int, float, bool, bytes):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)  # the characters, not what the subclass's __str__ says (an Enum's name)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, (list, tuple)):
+        items = [plain(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {plain(key): plain(item) for key, item in value.items()}
+    return str(value)
+
+
 def unpack(data: bytes) -> tuple[str, int, int, list[Any]]:
     """A message's body back; raises ValueError (or EOFError, TypeError) on bytes that are not a message."""
     kind, pid, dropped, items = marshal.loads(data)

@@ -106,3 +106,13 @@ def test_a_program_that_uninstruments_celery_gets_no_run_spans_and_instruments_a
     result = run_launcher(["--", "python", "-c", UNINSTRUMENTS], workers["shorter"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[['run_started'], [], ['_trace_prerun']]"
+
+
+def test_a_run_span_ends_even_when_the_instrumentations_mapping_of_a_header_fails(workers: dict[str, dict[str, str]], receiver: Receiver) -> None:
+    """A producer's header ``declare="x"`` makes the instrumentation's mapping raise: the span still ends, and the context is restored."""
+    env = workers["shorter"]
+    result = run_launcher(["--", "python", "-c", PRODUCE.format(body="s.add.apply_async((1, 1), headers={'declare': 'x'}); s.add.delay(2, 2)")], env, cwd=SEMANTICS)
+    assert result.returncode == 0, result.stderr
+    trace_id = result.stdout.strip()
+    spans = receiver.wait_for(lambda spans: sum(s.name == "run/semantics.add" and s.trace_id == trace_id for s in spans) == 2, timeout=30)
+    assert all(s.attributes.get("test.baggage") for s in spans if s.name == "run/semantics.add" and s.trace_id == trace_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -391,3 +392,41 @@ def test_forked_children_that_leave_through_os_exit_lose_nothing(receiver: Recei
     assert result.returncode == 0, result.stderr
     receiver.wait_until(lambda: len(receiver.spans) >= 91, what="91 spans")
     assert len({span.name for span in receiver.spans}) == 91
+
+
+ENUM_VALUES = """
+import enum, http, logging
+from opentelemetry import trace
+class Colour(enum.StrEnum):
+    RED = "red"
+logging.basicConfig()
+for n in range(50):
+    trace.get_tracer("t").start_span(f"plain {n}").end()
+trace.get_tracer("t").start_span("enums", attributes={"colour": Colour.RED, "status": http.HTTPStatus.OK, "colours": (Colour.RED, "blue")}).end()
+logging.getLogger("app").warning("answered", extra={"status": http.HTTPStatus.OK})
+"""
+
+
+def test_values_marshal_cannot_write_go_out_plain_and_lose_nothing_else(receiver: Receiver) -> None:
+    """The SDK accepts an enum that is a str or int; the hand-off writes its plain value, as the exporters would."""
+    result = run_launcher(["--logs-export", "true", "--", "python", "-c", ENUM_VALUES], clean_env(**receiver.env("grpc")))
+    assert result.returncode == 0, result.stderr
+    receiver.wait_until(lambda: len(receiver.named("enums")) == 1 and len({s.name for s in receiver.spans}) == 51, what="every span")
+    attributes = receiver.named("enums")[0].attributes
+    assert (attributes["colour"], attributes["status"]) == ("red", 200), attributes
+    assert "red" in str(attributes["colours"]) and "blue" in str(attributes["colours"])
+    receiver.wait_until(lambda: any(record.body == "answered" and record.attributes.get("status") == 200 for record in receiver.logs), what="the log record")
+    assert "dropped" not in result.stderr, result.stderr
+
+
+def test_a_captured_stdout_ends_with_the_program_while_the_sidecar_drains(receiver: Receiver) -> None:
+    """``$(otel-celery-launch -- cmd)`` returns when cmd ends: the sidecar, still trying a collector that is not there, holds only stderr."""
+    env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    program = "from opentelemetry import trace; trace.get_tracer('t').start_span('x').end(); print('done')"
+    process = subprocess.Popen([LAUNCHER, "--", "python", "-c", program], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.read() == "done\n"  # end of file: nothing holds the program's stdout any more
+    readable, _, _ = select.select([process.stderr], [], [], 0)
+    stderr_open = not readable or process.stderr.read(1) != ""
+    process.wait(10)
+    process.stderr.read()
+    assert stderr_open, "the sidecar still holds stderr for its last report (the collector is unreachable)"

@@ -21,8 +21,11 @@ def main() -> None:
     for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTSTP"):
         signal.signal(getattr(signal, name), signal.SIG_IGN)
     handed = json.loads(sys.stdin.buffer.read())
+    plan = Plan.from_json(handed["plan"])
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    serve(Plan.from_json(handed["plan"]), handed["name"], pidfd=3, listener=socket.socket(fileno=4))
+    if plan.exporter.protocol != "console":  # the program's stdout is not the sidecar's to hold open: a $(...) ends with the program
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    serve(plan, handed["name"], pidfd=3, listener=socket.socket(fileno=4))
 
 
 main()

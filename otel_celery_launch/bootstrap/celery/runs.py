@@ -67,15 +67,17 @@ def take_over_run_spans(instrumentor: Any) -> bool:
             missing.warning("no existing span found for task_id=%s", task_id)
             return
         span, _, token = stored
-        if span.is_recording():
-            attributes = _Collected({"celery.action": "run"})
-            from_context(attributes, kwargs)
-            from_context(attributes, task.request)
-            attributes["celery.task_name"] = task.name
-            span.set_attributes(attributes)
-        span.end()
-        detach_run(task, task_id)
-        detach(token)
+        try:
+            if span.is_recording():
+                attributes = _Collected({"celery.action": "run"})
+                from_context(attributes, kwargs)
+                from_context(attributes, task.request)  # raises on some headers a producer may send (declare="x")
+                attributes["celery.task_name"] = task.name
+                span.set_attributes(attributes)
+        finally:  # the span ends and the context is restored whatever happened: Celery logs the error, as the package's
+            span.end()
+            detach_run(task, task_id)
+            detach(token)
 
     def uninstrument(**kwargs: Any) -> None:
         """The program's ``uninstrument()`` ends these too; an ``instrument()`` after it connects the package's own."""

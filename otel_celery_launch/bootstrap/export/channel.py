@@ -114,6 +114,8 @@ class Channel:
         self._frame_held()
         if self._pending and not self._write():
             self._lost()
+        elif self._pending and self._has_flusher() and self._nudge.locked():  # what the socket did not take: tried again soon,
+            self._nudge.release()  # not only at the next send, which may never come
 
     def _has_flusher(self) -> bool:
         """This process's flusher, started once; False if no thread can start (the interpreter is shutting down)."""
@@ -154,13 +156,12 @@ class Channel:
             return
         try:
             frame = wire.pack(kind, os.getpid(), self._dropped[kind], items)
-        except ValueError:  # a value marshal cannot write: the others go without the item that holds it
-            if len(items) > 1:
-                for item in items:
-                    self._queue(kind, [item])
-            else:
+        except ValueError:  # a value marshal cannot write (an enum the SDK let through): each item made plain
+            try:
+                frame = wire.pack(kind, os.getpid(), self._dropped[kind], [wire.plain(item) for item in items])
+            except (ValueError, RecursionError):
                 self._dropped[kind] += len(items)
-            return
+                return
         if len(self._pending) + len(frame) > PENDING_LIMIT:
             self._dropped[kind] += len(items)
             return

@@ -2,14 +2,15 @@
 and, for a program whose exit may end every process of its namespace (PID 1, or the child of an init
 such as ``docker run --init``'s, which exits with it), the sidecar's drain, waited for.
 
-Run by atexit, and by Celery's ``worker_process_shutdown`` for prefork children, which leave
-through ``os._exit``.
+Run by atexit; by Celery's ``worker_process_shutdown`` for prefork children, which leave
+through ``os._exit``; and as the threads of other forked children end (multiprocessing's).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import threading
 from collections.abc import Callable
 
 from otel_celery_launch.bootstrap.export.channel import Channel
@@ -29,7 +30,19 @@ def channel(plan: Plan) -> Channel:
     if _channel is None:
         _channel, _exit_timeout, _main_pid = Channel(plan.sidecar, plan.main_pid), plan.batch.exit_timeout, plan.main_pid
         atexit.register(process_ending)
+        os.register_at_fork(after_in_child=_when_its_threads_end)
     return _channel
+
+
+def _when_its_threads_end() -> None:
+    """A forked child that leaves through multiprocessing's bootstrap (``os._exit`` after ``threading._shutdown``,
+    no atexit) hands its buffer over there; ``threading._register_atexit`` is what ``concurrent.futures`` uses too."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(process_ending)
+        except RuntimeError:  # the interpreter is shutting down
+            pass
 
 
 def ends_handing_over() -> None:
