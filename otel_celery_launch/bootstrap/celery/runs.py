@@ -47,7 +47,8 @@ def take_over_run_spans(instrumentor: Any) -> bool:
             or not all(hasattr(utils, part) for part in parts) or not all(hasattr(instrumentor, name) for name in _RUN_HANDLERS):
         return False
     attach, detach, set_span_in_context, consumer = context.attach, context.detach, trace.set_span_in_context, trace.SpanKind.CONSUMER
-    attach_run, retrieve_run, detach_run, from_context = utils.attach_context, utils.retrieve_context, utils.detach_context, utils.set_attributes_from_context
+    package: Any = utils  # its parts take a span where a dict stands in, and a store entry without a context manager
+    attach_run, retrieve_run, detach_run, from_context = package.attach_context, package.retrieve_context, package.detach_context, package.set_attributes_from_context
     missing = logging.getLogger(instrumentation.__name__)
 
     def run_started(task: Any = None, task_id: str | None = None, **_: Any) -> None:
