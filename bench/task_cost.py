@@ -11,7 +11,7 @@ Then, end to end, the throughput of a solo and a prefork ``-c 2`` worker on Redi
 tasks published by this script, untraced), bare and under each launcher with its defaults
 (only the endpoint given), against bare (``bench/worker_cost.py`` does the runs).
 
-    .venv/bin/python bench/task_cost.py [--rounds 5] [--tasks 20000] [--worker-rounds 3] [--worker-tasks 1000]
+    .venv/bin/python bench/task_cost.py [--rounds 5] [--tasks 20000] [--worker-rounds 3] [--worker-tasks 3000]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--worker-rounds", type=int, default=3)
-    parser.add_argument("--worker-tasks", type=int, default=1000)
+    parser.add_argument("--worker-tasks", type=int, default=3000)
     parser.add_argument("--json", default=str(RESULTS / "task_cost.json"))
     args = parser.parse_args()
     receiver = Receiver().start()

@@ -1,6 +1,7 @@
 """Worker throughput and memory: bare, under otel-celery-launch (traces; traces and metrics), under opentelemetry-instrument.
 
-A worker (solo, or prefork -c 2) consumes trivial tasks from the local Redis while a live
+A worker (solo, or prefork -c 2) consumes a trivial task (``bench/programs/counting_tasks.py``)
+from the local Redis while a live
 OTLP/gRPC receiver takes the spans. For each runner and pool: tasks per second over a
 burst published by this script (untraced), and the resident memory of the worker's
 processes once warm, and the run spans the receiver got. The launcher runs twice: traces only, as
@@ -24,10 +25,12 @@ from pathlib import Path
 
 from common import BROKER, RESULTS, RUNNERS, otlp_env, purge_queue  # also puts the repository on sys.path
 from tests.otlp_receiver import Receiver
-from tests.processes import SCENARIOS, Output, clean_env, poll
+from tests.processes import Output, clean_env, poll
 
 POOLS = {"solo": ["-P", "solo"], "prefork": ["-P", "prefork", "-c", "2"]}
 WITH_METRICS = "otel-celery-launch +metrics"
+PROGRAMS = Path(__file__).parent / "programs"
+TASK, WARM = "counting_tasks.count", 8  # the benchmark's trivial task; tasks run before timing, to warm every process
 WORKER_RUNNERS = {**RUNNERS, WITH_METRICS: RUNNERS["otel-celery-launch"]}
 
 
@@ -52,24 +55,27 @@ def run_once(runner: str, pool: str, receiver: Receiver, tasks: int, defaults: b
         env |= otlp_env("bench-worker", f"http://127.0.0.1:{receiver.grpc_port}")
     if runner == WITH_METRICS:
         env |= {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
-    command = WORKER_RUNNERS[runner] + ["celery", "-A", "tasks", "worker", *POOLS[pool], "-l", "warning",
-                                 "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    command = WORKER_RUNNERS[runner] + ["celery", "-A", "counting_tasks", "worker", *POOLS[pool], "-l", "warning",
+                                        "--without-gossip", "--without-mingle", "--without-heartbeat"]
     app = purge_queue()
-    worker = subprocess.Popen(command, cwd=SCENARIOS / "plain", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    worker = subprocess.Popen(command, cwd=PROGRAMS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True)
     output = Output(worker)
-    with tempfile.TemporaryDirectory() as markers:
-        for n in range(4):  # warm every pool process: imports, exporter, connections
-            app.send_task("tasks.record", args=(markers, -1 - n))
-        poll(lambda: len(os.listdir(markers)) >= 4, 60, "the worker to warm up")
+    with tempfile.TemporaryDirectory() as directory:
+        counts = os.path.join(directory, "counts")  # one byte a task run
+
+        def ran() -> int:
+            return os.stat(counts).st_size if os.path.exists(counts) else 0
+
+        for _ in range(WARM):  # warm every pool process: imports, exporter, connections
+            app.send_task(TASK, args=(counts,))
+        poll(lambda: ran() >= WARM, 60, "the worker to warm up")
         processes = [worker.pid, *children(worker.pid)]
         memory = sum(rss_mib(pid) for pid in processes)
-        for name in os.listdir(markers):
-            os.remove(os.path.join(markers, name))
         start = time.perf_counter()
-        for n in range(tasks):
-            app.send_task("tasks.record", args=(markers, n))
-        poll(lambda: len(os.listdir(markers)) >= tasks, 300, "the tasks to run", interval=0.005)
+        for _ in range(tasks):
+            app.send_task(TASK, args=(counts,))
+        poll(lambda: ran() >= WARM + tasks, 300, "the tasks to run", interval=0.005)
         elapsed = time.perf_counter() - start
     worker.send_signal(signal.SIGTERM)
     worker.wait(60)
@@ -77,9 +83,9 @@ def run_once(runner: str, pool: str, receiver: Receiver, tasks: int, defaults: b
     spans = 0
     if runner != "bare":  # spans still in flight after exit: give them a moment
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and len(receiver.named("run/tasks.record")) < tasks + 4:
+        while time.monotonic() < deadline and len(receiver.named(f"run/{TASK}")) < tasks + WARM:
             time.sleep(0.05)
-        spans = len(receiver.named("run/tasks.record"))
+        spans = len(receiver.named(f"run/{TASK}"))
     return {"tasks_per_s": tasks / elapsed, "rss_mib": memory, "processes": len(processes), "run_spans": spans}
 
 
@@ -104,7 +110,7 @@ def main() -> None:
         medians = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
         bare = {key: statistics.median(run[key] for run in runs[(pool, "bare")]) for key in measured[0]}
         added = (medians["rss_mib"] - bare["rss_mib"]) / medians["processes"]
-        spans = "-" if runner == "bare" else f"{medians['run_spans']:.0f}/{args.tasks + 4}"
+        spans = "-" if runner == "bare" else f"{medians['run_spans']:.0f}/{args.tasks + WARM}"
         print(f"{pool:8} {runner:26} {medians['tasks_per_s']:8.0f} {medians['tasks_per_s'] / bare['tasks_per_s']:7.2f} "
               f"{medians['rss_mib']:8.1f} {added:13.1f} {spans:>11}")
         results.append({"pool": pool, "runner": runner, **medians, "added_mib_per_process": added})

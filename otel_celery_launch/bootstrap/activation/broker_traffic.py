@@ -2,9 +2,12 @@
 
 With the redis instrumentation on, a worker on a Redis broker would export a root trace for
 every poll, restore and acknowledgement (about one a second when idle), and each publish
-would gain the LPUSH that the publish span already stands for. The clients kombu's Redis
-transport makes run their commands with instrumentation suppressed; the program's own Redis
-clients, and Celery's Redis result backend, are traced as usual.
+would gain the LPUSH that the publish span already stands for. Each client kombu's Redis
+transport makes (several a task: kombu makes one for nearly every command) becomes, by its
+class, a quiet subclass of what it is, made once per class: its commands and pipelines go past
+the redis instrumentation's wrapper, or run with instrumentation suppressed where that wrapper
+is not the outermost one. The program's own Redis clients, and Celery's Redis result backend,
+are traced as usual.
 """
 
 from __future__ import annotations
@@ -22,29 +25,39 @@ def quiet_kombu_redis() -> None:
     @functools.wraps(create)
     def create_quiet_client(channel: Any, *args: Any, **kwargs: Any) -> Any:
         client = create(channel, *args, **kwargs)
-        client.execute_command = _suppressed(client.execute_command)
-        pipeline = client.pipeline
-
-        def quiet_pipeline(*args: Any, **kwargs: Any) -> Any:
-            pipe = pipeline(*args, **kwargs)
-            pipe.execute = _suppressed(pipe.execute)
-            pipe.immediate_execute_command = _suppressed(pipe.immediate_execute_command)
-            return pipe
-
-        client.pipeline = quiet_pipeline
+        client.__class__ = _quiet_client_class(type(client))
         return client
 
     transport.Channel._create_client = create_quiet_client  # type: ignore[method-assign,assignment]
 
 
-def _suppressed(call: Callable[..., Any]) -> Callable[..., Any]:
+@functools.cache
+def _quiet_client_class(cls: type) -> type:
+    def pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pipe = cls.pipeline(self, *args, **kwargs)  # type: ignore[attr-defined]
+        pipe.__class__ = _quiet_pipeline_class(type(pipe))
+        return pipe
+
+    return type(cls.__name__, (cls,), {"execute_command": _quiet(cls, "execute_command"), "pipeline": pipeline, "__module__": __name__})
+
+
+@functools.cache
+def _quiet_pipeline_class(cls: type) -> type:
+    names = ("execute", "immediate_execute_command")
+    return type(cls.__name__, (cls,), {**{name: _quiet(cls, name) for name in names}, "__module__": __name__})
+
+
+def _quiet(cls: type, name: str) -> Callable[..., Any]:
+    """``cls.name`` untraced, looked up at each call: the instrumentation may be applied or removed at any time."""
     from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-    call = _past_the_redis_instrumentation(call)
-
-    def quiet(*args: Any, **kwargs: Any) -> Any:
+    def quiet(self: Any, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(cls, name)
+        inner = _past_the_redis_instrumentation(method)
+        if inner is not method:  # no span can start: no need to say so
+            return inner(self, *args, **kwargs)
         with suppress_instrumentation():
-            return call(*args, **kwargs)
+            return method(self, *args, **kwargs)
 
     return quiet
 

@@ -44,6 +44,11 @@ def instrument_celery(plan: Plan) -> None:
     # Tutorial code calls instrument() itself, before or after ours; the second call does
     # nothing, so its warning is noise (said once: bootstrap.activation.instrumentations silences it too).
     silence("opentelemetry.instrumentation.instrumentor", "Attempting to instrument while already instrumented")
+    run_metrics = None
+    if plan.sends_metrics:
+        from otel_celery_launch.bootstrap.celery.metrics import record_celery_metrics
+
+        run_metrics = record_celery_metrics(plan)
     if plans_celery(plan):  # otherwise switched off, or unable to run here: the hooks below still keep other spans
         utils.retrieve_task_from_sender = task_from_sender(utils.retrieve_task_from_sender)  # type: ignore[assignment]
         # Its flower.task.runtime.seconds measures the run time a second time (messaging.process.duration): off unless asked for.
@@ -56,12 +61,11 @@ def instrument_celery(plan: Plan) -> None:
         if ours and not plan.metrics.flower_runtime:
             from otel_celery_launch.bootstrap.celery.runs import take_over_run_spans
 
-            take_over_run_spans(instrumentor)
-
-    if plan.sends_metrics:
-        from otel_celery_launch.bootstrap.celery.metrics import record_celery_metrics
-
-        record_celery_metrics(plan)
+            if take_over_run_spans(instrumentor, run_metrics):
+                run_metrics = None  # recorded by the run span's receivers
+    if run_metrics is not None:
+        signals.task_prerun.connect(run_metrics[0], weak=False)
+        signals.task_postrun.connect(run_metrics[1], weak=False)
     # Prefork children leave through os._exit, which skips atexit: hand the last telemetry over before that.
     signals.worker_process_shutdown.connect(_process_ending, weak=False)
     signals.worker_process_init.connect(_pool_process_started, weak=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from otel_celery_launch.bootstrap.diagnostics import logger
@@ -33,10 +34,12 @@ OUTCOMES = TALLY.counter("celery.task.outcomes", "{task}", "tasks finished, by o
 DURATION = TALLY.histogram("messaging.process.duration", "s", "time a task ran, by outcome", (TASK, QUEUE, OUTCOME), SECONDS_BUCKETS)
 WAIT = TALLY.histogram("celery.task.queue.wait", "s", "time from publish to the start of the run", (TASK, QUEUE), SECONDS_BUCKETS)
 _started: dict[str, tuple[float, str, str]] = {}  # task id: when it started, its name and queue
+RunReceivers = tuple[Callable[..., None], Callable[..., None]]  # task_prerun's, task_postrun's
 
 
-def record_celery_metrics(plan: Plan) -> None:
-    """Connect the signal receivers; called with the Celery hooks, in every process that imports Celery.
+def record_celery_metrics(plan: Plan) -> RunReceivers:
+    """Connect the signal receivers but the run's two, returned for the Celery hooks to connect, or to call
+    from the run span's receivers; called with the Celery hooks, in every process that imports Celery.
 
     The meter provider (set up as ``opentelemetry.metrics`` is imported) collects the counts.
     """
@@ -46,11 +49,10 @@ def record_celery_metrics(plan: Plan) -> None:
     get_meter_provider()  # imported, the provider is set up (see the bootstrap), and collects the tally with the SDK's metrics
 
     signals.before_task_publish.connect(_published, weak=False)
-    signals.task_prerun.connect(_started_run, weak=False)
-    signals.task_postrun.connect(_finished_run, weak=False)
     signals.task_revoked.connect(_revoked, weak=False)
     signals.task_rejected.connect(_rejected, weak=False)
     signals.worker_ready.connect(lambda sender=None, **_: _observe_worker(sender, plan), weak=False)
+    return _started_run, _finished_run
 
 
 def _queue_of(request: Any) -> str:
@@ -64,8 +66,10 @@ def _published(sender: Any = None, routing_key: str | None = None, headers: dict
     TALLY.add(SENT, (str(sender), str(routing_key or ""), "publish"))
 
 
-def _started_run(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    request = getattr(task, "request", None)
+def _started_run(task_id: str | None = None, task: Any = None, request: Any = None, **_: Any) -> None:
+    """``task_prerun``; ``request``: the task's, when the caller has it already."""
+    if request is None:
+        request = getattr(task, "request", None)
     name, queue = str(getattr(task, "name", "")), _queue_of(request)
     TALLY.add(CONSUMED, (name, queue, "process"))
     published = getattr(request, PUBLISHED, None)

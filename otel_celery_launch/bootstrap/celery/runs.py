@@ -9,6 +9,9 @@ installed release: its tracer, its header getter, its mapping of request fields 
 ``task_failure`` and ``task_retry`` handlers, left in place, find the span as they always do
 and keep their own error and retry semantics. Its publish handlers are untouched too.
 
+The launcher's own run metrics, when on, are recorded by the same two receivers (one call
+each, not two more receivers per task), and go on by themselves if the program uninstruments.
+
 Used only where the launcher itself instrumented Celery with no options: a program that
 instrumented first (its own provider, span links) keeps the handlers it asked for, and so does
 a plan that wants the instrumentation's ``flower.task.runtime.seconds`` (its handlers measure it).
@@ -17,6 +20,7 @@ a plan that wants the instrumentation's ``flower.task.runtime.seconds`` (its han
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 _RUN_HANDLERS = ("_trace_prerun", "_trace_postrun")
@@ -32,8 +36,12 @@ class _Collected(dict):  # type: ignore[type-arg]
         self[key] = value
 
 
-def take_over_run_spans(instrumentor: Any) -> bool:
-    """Swap the instrumentation's run handlers for the shorter path; False (nothing changed) if its parts are not all there."""
+def take_over_run_spans(instrumentor: Any, metrics: tuple[Callable[..., None], Callable[..., None]] | None = None) -> bool:
+    """Swap the instrumentation's run handlers for the shorter path; False (nothing changed) if its parts are not all there.
+
+    ``metrics``: the run's ``task_prerun`` and ``task_postrun`` receivers of the launcher's metrics,
+    called from these instead of connected (taking the request too, looked up once).
+    """
     from celery import signals
     from opentelemetry import context, trace
     from opentelemetry.instrumentation import celery as instrumentation
@@ -51,16 +59,23 @@ def take_over_run_spans(instrumentor: Any) -> bool:
     attach_run, retrieve_run, detach_run, from_context = package.attach_context, package.retrieve_context, package.detach_context, package.set_attributes_from_context
     missing = logging.getLogger(instrumentation.__name__)
 
+    metrics_started, metrics_ended = metrics or (None, None)
+
     def run_started(task: Any = None, task_id: str | None = None, **_: Any) -> None:
-        if task is None or task_id is None:
-            return
-        parent = extract(task.request, getter=getter) or None
-        span = tracer.start_span(f"run/{task.name}", context=parent, kind=consumer)
-        token = attach(set_span_in_context(span, parent))
-        attach_run(task, task_id, span, None, token)  # where the failure and retry handlers look
+        request = None
+        if task is not None and task_id is not None:
+            request = task.request
+            parent = extract(request, getter=getter) or None
+            span = tracer.start_span(f"run/{task.name}", context=parent, kind=consumer)
+            token = attach(set_span_in_context(span, parent))
+            attach_run(task, task_id, span, None, token)  # where the failure and retry handlers look
+        if metrics_started is not None:
+            metrics_started(task_id=task_id, task=task, request=request)
 
     def run_ended(**kwargs: Any) -> None:
         task, task_id = kwargs.get("task"), kwargs.get("task_id")
+        if metrics_ended is not None:
+            metrics_ended(task_id=task_id, task=task, state=kwargs.get("state"))
         if task is None or task_id is None:
             return
         stored = retrieve_run(task, task_id)
@@ -81,9 +96,12 @@ def take_over_run_spans(instrumentor: Any) -> bool:
             detach(token)
 
     def uninstrument(**kwargs: Any) -> None:
-        """The program's ``uninstrument()`` ends these too; an ``instrument()`` after it connects the package's own."""
+        """The program's ``uninstrument()`` ends these too (the metrics go on); an ``instrument()`` after it connects the package's own."""
         signals.task_prerun.disconnect(run_started)
         signals.task_postrun.disconnect(run_ended)
+        if metrics is not None:
+            signals.task_prerun.connect(metrics[0], weak=False)
+            signals.task_postrun.connect(metrics[1], weak=False)
         del instrumentor._uninstrument
         instrumentor._uninstrument(**kwargs)
 

@@ -6,11 +6,11 @@ but write, so a busy process pays one system call and one ``marshal`` call, and 
 once, for many spans; items after a quiet spell are written at once. What the connection cannot
 take at once waits in a buffer of the process, and past ``PENDING_LIMIT`` it is dropped and counted
 (the count travels with the next message, for the sidecar to report; what is still undelivered as
-the process ends is said by the process itself). Threads share the connection under a real lock, held only for a
-non-blocking ``send``, so neither a gevent or eventlet switch nor a fork can leave it held (this
+the process ends is said by the process itself). Items join a queue per kind without a lock (an
+atomic append, safe in a signal handler); threads share the connection under a real lock, held only
+for a non-blocking ``send``, so neither a gevent or eventlet switch nor a fork can leave it held (this
 module is imported at start, before any monkey-patching, and keeps the real lock, thread and sleep); a
-signal handler that ends a span while its thread holds the lock leaves the span for the
-holder to send. A program may close every descriptor it has, ours included, and reuse the
+signal handler that ends a span while its thread holds the lock leaves the span to the flusher. A program may close every descriptor it has, ours included, and reuse the
 number: the connection is checked to be ours before each write, and never closed otherwise.
 """
 
@@ -49,9 +49,7 @@ class Channel:
         self._lock = _allocate_lock()
         self._senders: set[int] = set()  # threads inside send, marked before they take the lock
         self._coalesce = os.getpid() == self._main_pid  # elsewhere only where the process's end is known (see coalesce)
-        self._deferred: list[tuple[str, list[Any]]] = []
-        self._waiting: dict[str, list[Any]] = {kind: [] for kind in wire.KINDS}  # items not framed yet
-        self._held = 0  # how many
+        self._waiting: dict[str, deque[Any]] = {kind: deque() for kind in wire.KINDS}  # items not framed yet
         self._sock: Any = None
         self._identity = (0, 0)  # (device, inode) of our socket: a reused descriptor number is not ours
         self._pending = bytearray()
@@ -71,51 +69,57 @@ class Channel:
         self._coalesce = True
 
     def send(self, kind: str, items: list[Any]) -> None:
-        """Hand ``items`` over now; if the sidecar cannot take them, count them for its next report."""
+        """Hand ``items`` over now; if the sidecar cannot take them, count them for its next report.
+
+        Items join their queue first (an atomic append: no lock, safe in a signal handler); while
+        writes coalesce, that is all, and the flusher, running already, takes them.
+        """
+        waiting = self._waiting[kind]
+        waiting.extend(items)
+        if self._flusher and self._coalesce and len(waiting) < HOLD_LIMIT and time.monotonic() - self._written_at < COALESCE:
+            self._wake_flusher()
+            return
         thread = _thread.get_ident()
-        if thread in self._senders:  # a signal handler inside this thread's send: that send takes the items
-            self._deferred.append((kind, items))
+        if thread in self._senders:  # a signal handler inside this thread's send: the items wait for the flusher
+            self._wake_flusher()
             return
         self._senders.add(thread)
         try:
-            if not self._lock.acquire(timeout=LOCK_WAIT):  # another thread's send, stuck: it takes them
-                self._deferred.append((kind, items))
+            if not self._lock.acquire(timeout=LOCK_WAIT):  # another thread's send, stuck: it, or the flusher, takes them
+                self._wake_flusher()
                 return
             try:
-                self._hold(kind, items)
-                self._write_or_leave()
+                self._write_or_leave(len(waiting))
             finally:
                 self._lock.release()
         finally:
             self._senders.discard(thread)
 
-    def _hold(self, kind: str, items: list[Any]) -> None:
-        self._waiting[kind] += items
-        self._held += len(items)
-
     def _frame_held(self) -> None:
-        """One message per kind of what waits (and of what signal handlers left), into the bytes to write."""
-        while self._deferred:
-            self._hold(*self._deferred.pop(0))
-        for kind, items in self._waiting.items():
-            if items:
-                self._waiting[kind] = []
-                self._queue(kind, items)
-        self._held = 0
+        """One message per kind of what waits, into the bytes to write."""
+        for kind, waiting in self._waiting.items():
+            if waiting:
+                self._queue(kind, [waiting.popleft() for _ in range(len(waiting))])  # what joins meanwhile waits its turn
 
-    def _write_or_leave(self) -> None:
+    def _wake_flusher(self) -> None:
+        if self._flusher and self._nudge.locked():
+            try:
+                self._nudge.release()
+            except RuntimeError:  # another thread woke it first
+                pass
+
+    def _write_or_leave(self, held: int) -> None:
         """Write now after a quiet spell; otherwise leave the items to the flusher, woken if it sleeps."""
         now = time.monotonic()
-        if self._coalesce and now - self._written_at < COALESCE and self._held < HOLD_LIMIT and self._has_flusher():
-            if self._nudge.locked():
-                self._nudge.release()
+        if self._coalesce and now - self._written_at < COALESCE and held < HOLD_LIMIT and self._has_flusher():
+            self._wake_flusher()
             return
         self._written_at = now
         self._frame_held()
         if self._pending and not self._write():
             self._lost()
-        elif self._pending and self._has_flusher() and self._nudge.locked():  # what the socket did not take: tried again soon,
-            self._nudge.release()  # not only at the next send, which may never come
+        elif self._pending and self._has_flusher():  # what the socket did not take: tried again soon,
+            self._wake_flusher()  # not only at the next send, which may never come
 
     def _has_flusher(self) -> bool:
         """This process's flusher, started once; False if no thread can start (the interpreter is shutting down)."""
