@@ -45,7 +45,8 @@ def _plain(attributes: Any) -> dict[str, Any]:
     if not attributes:
         return {}
     copy = getattr(attributes, "copy", None)
-    return dict(copy() if copy is not None else attributes)
+    copied = copy() if copy is not None else attributes
+    return copied if type(copied) is dict else dict(copied)
 
 
 _scopes: dict[int, tuple[Any, tuple[str, str, str]]] = {}
