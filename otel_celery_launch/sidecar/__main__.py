@@ -15,11 +15,14 @@ import sys
 from otel_celery_launch.handoff import Plan
 from otel_celery_launch.sidecar.server import serve
 
+NICENESS = 10  # export is background work: where cores are short, the program's processes and its broker go first
+
 
 def main() -> None:
     # The program's signals are not for the sidecar: it ends when the program has ended.
     for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTSTP"):
         signal.signal(getattr(signal, name), signal.SIG_IGN)
+    os.nice(NICENESS)
     handed = json.loads(sys.stdin.buffer.read())
     plan = Plan.from_json(handed["plan"])
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)

@@ -6,6 +6,7 @@ reachable by other local processes): the caller drops it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 
+@functools.lru_cache(maxsize=256)  # one object per scope: the exporters group spans by it, comparing each to the last
 def _scope(name: str, version: str, schema_url: str) -> InstrumentationScope:
     return InstrumentationScope(str(name), str(version) or None, str(schema_url) or None)
 
