@@ -36,6 +36,16 @@ def poll(condition: Callable[[], object], timeout: float, what: str, interval: f
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def answers_ping(port: int) -> bool:
+    """A Redis server (or Sentinel) listens on ``port`` and answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -113,15 +123,7 @@ class RedisServer:
         self.port = free_port()
         self.process = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        poll(self._answers, 10, "redis-server to answer")
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        poll(lambda: answers_ping(self.port), 10, "redis-server to answer")
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"

@@ -7,13 +7,17 @@ directory on PYTHONPATH), which the launcher and the child find as they find ins
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+
+import pytest
 
 from packaging.requirements import Requirement
 
 from tests.otlp_receiver import ReceivedSpan, Receiver
-from tests.processes import RedisServer, Worker, clean_env, run_launcher
+from tests.processes import RedisServer, Worker, answers_ping, clean_env, free_port, poll, run_launcher
 
 USE_REDIS_AND_HTTP = """
 import sys, redis, requests
@@ -147,16 +151,36 @@ BROKER_APP = """
 import os, redis
 from celery import Celery
 app = Celery("quiet", broker=os.environ["CELERY_BROKER_URL"])
+app.conf.broker_transport_options = {"master_name": "main"} if app.conf.broker_url.startswith("sentinel") else {}
 
 @app.task
 def store(n):
-    redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).set(f"stored:{n}", n)
+    redis.Redis.from_url(os.environ["DATA_URL"]).set(f"stored:{n}", n)
 """
 
 
-def test_the_redis_brokers_own_commands_make_no_spans(tmp_path: Path, receiver: Receiver, redis: RedisServer) -> None:
+@pytest.fixture
+def sentinel(tmp_path: Path, redis: RedisServer) -> Iterator[str]:
+    """A Redis Sentinel watching the test's Redis as master ``main``: its broker URL."""
+    port = free_port()
+    config = tmp_path / "sentinel.conf"  # Sentinel rewrites it
+    config.write_text(f"port {port}\nbind 127.0.0.1\nsentinel monitor main 127.0.0.1 {redis.port} 1\n")
+    process = subprocess.Popen(["redis-server", str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll(lambda: answers_ping(port), 10, "the sentinel to answer")
+        yield f"sentinel://127.0.0.1:{port}/7"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.parametrize("transport", ["redis", "sentinel"])
+def test_the_redis_brokers_own_commands_make_no_spans(transport: str, tmp_path: Path, receiver: Receiver, redis: RedisServer,
+                                                       request: pytest.FixtureRequest) -> None:
+    """Nor do the commands that run inside them (a Sentinel's master lookup as a connection opens)."""
     (tmp_path / "quiet.py").write_text(BROKER_APP)
-    env = clean_env(CELERY_BROKER_URL=redis.url(7), **receiver.env("grpc"))
+    broker = redis.url(7) if transport == "redis" else request.getfixturevalue("sentinel")
+    env = clean_env(CELERY_BROKER_URL=broker, DATA_URL=redis.url(8), **receiver.env("grpc"))
     with Worker("quiet", tmp_path, env, pool="solo") as worker:
         producer = run_launcher(["--", "python", "-c", "import quiet; [quiet.store.delay(n) for n in range(3)]"], env, cwd=tmp_path)
         assert producer.returncode == 0, producer.stderr

@@ -63,19 +63,26 @@ def take_over_run_spans(instrumentor: Any, metrics: tuple[Callable[..., None], C
 
     def run_started(task: Any = None, task_id: str | None = None, **_: Any) -> None:
         request = None
-        if task is not None and task_id is not None:
-            request = task.request
-            parent = extract(request, getter=getter) or None
-            span = tracer.start_span(f"run/{task.name}", context=parent, kind=consumer)
-            token = attach(set_span_in_context(span, parent))
-            attach_run(task, task_id, span, None, token)  # where the failure and retry handlers look
-        if metrics_started is not None:
-            metrics_started(task_id=task_id, task=task, request=request)
+        try:
+            if task is not None and task_id is not None:
+                request = task.request
+                parent = extract(request, getter=getter) or None
+                span = tracer.start_span(f"run/{task.name}", context=parent, kind=consumer)
+                token = attach(set_span_in_context(span, parent))
+                attach_run(task, task_id, span, None, token)  # where the failure and retry handlers look
+        finally:  # counted whatever happened to the span, as by a receiver of their own
+            if metrics_started is not None:
+                metrics_started(task_id=task_id, task=task, request=request)
 
     def run_ended(**kwargs: Any) -> None:
+        try:
+            end_run(kwargs)
+        finally:
+            if metrics_ended is not None:
+                metrics_ended(task_id=kwargs.get("task_id"), task=kwargs.get("task"), state=kwargs.get("state"))
+
+    def end_run(kwargs: dict[str, Any]) -> None:
         task, task_id = kwargs.get("task"), kwargs.get("task_id")
-        if metrics_ended is not None:
-            metrics_ended(task_id=task_id, task=task, state=kwargs.get("state"))
         if task is None or task_id is None:
             return
         stored = retrieve_run(task, task_id)
