@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -150,8 +151,11 @@ def test_requirements_agree_with_the_installed_sdk() -> None:
 BROKER_APP = """
 import os, redis
 from celery import Celery
+from kombu import Queue
+from kombu.common import Broadcast
 app = Celery("quiet", broker=os.environ["CELERY_BROKER_URL"])
 app.conf.broker_transport_options = {"master_name": "main"} if app.conf.broker_url.startswith("sentinel") else {}
+app.conf.task_queues = (Queue("celery"), Broadcast("everyone"))  # a fanout queue: kombu opens a connection to listen, outside any command
 
 @app.task
 def store(n):
@@ -177,11 +181,11 @@ def sentinel(tmp_path: Path, redis: RedisServer) -> Iterator[str]:
 @pytest.mark.parametrize("transport", ["redis", "sentinel"])
 def test_the_redis_brokers_own_commands_make_no_spans(transport: str, tmp_path: Path, receiver: Receiver, redis: RedisServer,
                                                        request: pytest.FixtureRequest) -> None:
-    """Nor do the commands that run inside them (a Sentinel's master lookup as a connection opens)."""
+    """Nor do the commands that run inside them, or as kombu opens a connection (a Sentinel's master lookup)."""
     (tmp_path / "quiet.py").write_text(BROKER_APP)
     broker = redis.url(7) if transport == "redis" else request.getfixturevalue("sentinel")
     env = clean_env(CELERY_BROKER_URL=broker, DATA_URL=redis.url(8), **receiver.env("grpc"))
-    with Worker("quiet", tmp_path, env, pool="solo") as worker:
+    with Worker("quiet", tmp_path, env, pool="solo", worker_args=["-Q", "celery,everyone"]) as worker:
         producer = run_launcher(["--", "python", "-c", "import quiet; [quiet.store.delay(n) for n in range(3)]"], env, cwd=tmp_path)
         assert producer.returncode == 0, producer.stderr
         spans = receiver.wait_for(lambda spans: sum(is_redis(span) for span in spans) >= 3 and sum(s.name == "run/quiet.store" for s in spans) == 3)
@@ -254,3 +258,30 @@ def test_a_standard_library_instrumentation_waits_for_the_programs_first_use_of_
 def test_upstream_names_switched_off_are_accepted_even_when_not_installed() -> None:
     result = run_launcher(["--", "python", "-c", "print('ran')"], clean_env(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="kafka,grpc_client,aiohttp-client"))
     assert (result.returncode, result.stdout) == (0, "ran\n"), result.stderr
+
+
+KOMBU_CLIENTS = """
+import copy, gc, os, pickle, weakref
+from kombu import Connection
+gc.disable()  # an object freed only by the collector would show
+channel = Connection(os.environ["CELERY_BROKER_URL"], transport_options={"global_keyprefix": "p:"}).default_channel
+client = channel._create_client()
+pipe = client.pipeline()
+print(repr(type(client)), repr(type(pipe)), repr(type(copy.copy(client))), isinstance(client, __import__("redis").Redis))
+for thing in (client, pipe):
+    try:
+        pickle.dumps(thing)
+    except Exception as error:
+        print(type(error).__name__, error)
+print(weakref.ref(channel._create_client())() is None, weakref.ref(channel._create_client().pipeline())() is None)
+"""
+
+
+def test_kombus_redis_clients_look_and_behave_as_without_the_launcher(redis: RedisServer) -> None:
+    """Their type, copies and pickling as bare; and each is freed as soon as it is dropped, its connection back in the pool."""
+    env = clean_env(CELERY_BROKER_URL=redis.url(7), OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    bare = subprocess.run([sys.executable, "-c", KOMBU_CLIENTS], env=env, capture_output=True, text=True, timeout=60)
+    launched = run_launcher(["--", "python", "-c", KOMBU_CLIENTS], env)
+    assert bare.returncode == launched.returncode == 0, launched.stderr
+    assert launched.stdout == bare.stdout
+    assert bare.stdout.splitlines()[-1] == "True True"

@@ -3,78 +3,131 @@
 With the redis instrumentation on, a worker on a Redis broker would export a root trace for
 every poll, restore and acknowledgement (about one a second when idle), and each publish
 would gain the LPUSH that the publish span already stands for. Each client kombu's Redis
-transport makes (several a task: kombu makes one for nearly every command) gets methods of its
-own that run its commands and pipelines with instrumentation suppressed, so that what runs
-inside them (a Sentinel's master lookup, a credential provider's calls) is quiet too. They are
-functions made once and bound to each client (nothing is made for a client but two bound
-methods), and the client keeps its class.
-The program's own Redis clients, and Celery's Redis result backend, are traced as usual.
+transport makes (several a task: kombu makes one for nearly every command), each pipeline of
+such a client, and each connection of kombu's pools becomes, by its class, a quiet subclass of
+what it is (made once per class, named as it is, copied and pickled as it would be): commands, pipelines and connects run with
+instrumentation suppressed, so what runs inside them (a Sentinel's master lookup as a connection
+opens, a credential provider's calls) is quiet too, and they go past the redis instrumentation's
+wrapper. A class swap keeps nothing on the object: no reference cycle delays its freeing (and the
+return of its connection to the pool). The program's own Redis clients, and Celery's Redis result
+backend, are traced as usual.
 """
 
 from __future__ import annotations
 
+import copyreg
 import functools
 from collections.abc import Callable
-from types import MethodType
 from typing import Any
+
+_CLIENT = ("execute_command",)
+_PIPELINE = ("execute", "immediate_execute_command")
+_CONNECTION = ("connect",)
+_NEWOBJ = getattr(copyreg, "__newobj__")  # how an object is made again by default (protocol 2 and later)
 
 
 def quiet_kombu_redis() -> None:
     from kombu.transport import redis as transport
-    from opentelemetry.context import attach, detach, get_current, set_value
 
-    quiet_values = _suppressing_values()
-
-    def quietly(method: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The class's method, looked up at each call (the instrumentation may come and go), run suppressed."""
-        context = get_current()
-        for key, value in quiet_values:
-            context = set_value(key, value, context)
-        token = attach(context)
-        try:
-            return _past_the_redis_instrumentation(method)(instance, *args, **kwargs)
-        finally:
-            detach(token)
-
-    def execute_command(client: Any, *args: Any, **kwargs: Any) -> Any:
-        return quietly(type(client).execute_command, client, args, kwargs)
-
-    def pipeline(client: Any, *args: Any, **kwargs: Any) -> Any:
-        pipe = type(client).pipeline(client, *args, **kwargs)
-        pipe.execute = MethodType(execute, pipe)
-        pipe.immediate_execute_command = MethodType(immediate_execute_command, pipe)
-        return pipe
-
-    def execute(pipe: Any, *args: Any, **kwargs: Any) -> Any:
-        return quietly(type(pipe).execute, pipe, args, kwargs)
-
-    def immediate_execute_command(pipe: Any, *args: Any, **kwargs: Any) -> Any:
-        return quietly(type(pipe).immediate_execute_command, pipe, args, kwargs)
-
+    _quietly_running()  # its imports now, on the thread importing kombu: never later on a background thread that makes a client
     create = transport.Channel._create_client
 
     @functools.wraps(create)
     def create_quiet_client(channel: Any, *args: Any, **kwargs: Any) -> Any:
         client = create(channel, *args, **kwargs)
-        client.execute_command = MethodType(execute_command, client)
-        client.pipeline = MethodType(pipeline, client)
+        client.__class__ = _quiet_client_class(client.__class__)
         return client
 
     transport.Channel._create_client = create_quiet_client  # type: ignore[method-assign,assignment]
+    for channel_class in (transport.Channel, getattr(transport, "SentinelChannel", None)):
+        if channel_class is not None and "_get_pool" in vars(channel_class):  # each that makes its own pools
+            _quiet_pools_of(channel_class)
 
 
-def _suppressing_values() -> list[tuple[str, Any]]:
-    """What the instrumentation package's ``suppress_instrumentation()`` puts in the context, found once:
-    set by hand at each command, it costs a fifth of entering that context manager (two nested generators)."""
-    from opentelemetry.context import Context, attach, detach, get_current
+def _quiet_pools_of(channel_class: type) -> None:
+    """Connections that kombu opens itself, outside any command (to listen for fanout messages), are quiet too."""
+    get_pool = vars(channel_class)["_get_pool"]
+
+    @functools.wraps(get_pool)
+    def get_quiet_pool(channel: Any, *args: Any, **kwargs: Any) -> Any:
+        pool = get_pool(channel, *args, **kwargs)
+        pool.connection_class = _quiet_class(pool.connection_class, _CONNECTION)
+        return pool
+
+    channel_class._get_pool = get_quiet_pool  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _quiet_client_class(cls: Any) -> Any:
+    def pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pipe = cls.pipeline(self, *args, **kwargs)
+        pipe.__class__ = _quiet_class(pipe.__class__, _PIPELINE)
+        return pipe
+
+    return _made_quiet(cls, None, {"pipeline": pipeline})
+
+
+@functools.cache
+def _quiet_class(cls: Any, names: tuple[str, ...]) -> Any:
+    return _made_quiet(cls, names, {})
+
+
+def _made_quiet(cls: type, names: tuple[str, ...] | None, extra: dict[str, Any]) -> type:
+    """``cls`` with ``names`` (None: a client's) run quietly; named as ``cls``, copied as a quiet one, pickled as ``cls`` would be."""
+    quiet = _quietly_running()
+
+    def reduce_ex(self: Any, protocol: int) -> Any:
+        reduced = object.__reduce_ex__(self, protocol)
+        if protocol >= 2 and reduced[0] is _NEWOBJ:  # not this class by name (it is not where its name says)
+            return (_new_quiet, (cls, names), *reduced[2:])
+        return reduced
+
+    namespace: dict[str, Any] = {name: quiet(cls, name) for name in names or _CLIENT}
+    namespace.update(extra, __module__=cls.__module__, __qualname__=cls.__qualname__, __reduce_ex__=reduce_ex)
+    made = type(cls.__name__, (cls,), namespace)
+    if names == _CONNECTION:  # a pool holds the class itself, which pickle finds by name: here, under a name of its own
+        made.__module__, made.__qualname__ = __name__, f"_quiet_{id(made):x}"
+        globals()[made.__qualname__] = made
+    return made
+
+
+def _new_quiet(cls: type, names: tuple[str, ...] | None) -> Any:
+    quiet: Any = _quiet_client_class(cls) if names is None else _quiet_class(cls, names)
+    return quiet.__new__(quiet)
+
+
+@functools.cache
+def _quietly_running() -> Callable[[type, str], Callable[..., Any]]:
+    """Makes methods that run ``cls.name`` with instrumentation suppressed, past the redis instrumentation's wrapper.
+
+    The suppression is what the package's ``suppress_instrumentation()`` puts in the context, found
+    once and set by hand: a fifth of the cost of entering that context manager (two nested generators).
+    """
+    from opentelemetry.context import Context, attach, detach, get_current, set_value
     from opentelemetry.instrumentation.utils import suppress_instrumentation
 
     token = attach(Context())
     try:
         with suppress_instrumentation():
-            return list(get_current().items())
+            values = list(get_current().items())
     finally:
         detach(token)
+
+    def quiet(cls: type, name: str) -> Callable[..., Any]:
+        def run_quietly(self: Any, *args: Any, **kwargs: Any) -> Any:
+            method = _past_the_redis_instrumentation(getattr(cls, name))  # looked up at each call: the instrumentation may come and go
+            context = get_current()
+            for key, value in values:
+                context = set_value(key, value, context)
+            token = attach(context)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                detach(token)
+
+        return run_quietly
+
+    return quiet
 
 
 def _past_the_redis_instrumentation(call: Callable[..., Any]) -> Callable[..., Any]:
