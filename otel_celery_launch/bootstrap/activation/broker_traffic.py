@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import copyreg
 import functools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-_CLIENT = ("execute_command",)
-_PIPELINE = ("execute", "immediate_execute_command")
-_CONNECTION = ("connect",)
+_CLIENT, _PIPELINE, _POOL, _CONNECTION = "client", "pipeline", "pool", "connection"  # what a quiet class is made of
+_QUIET = {_CLIENT: ("execute_command",), _PIPELINE: ("execute", "immediate_execute_command"), _POOL: (), _CONNECTION: ("connect",)}
 _NEWOBJ = getattr(copyreg, "__newobj__")  # how an object is made again by default (protocol 2 and later)
+_MADE: dict[str, weakref.WeakKeyDictionary[type, Any]] = {kind: weakref.WeakKeyDictionary() for kind in _QUIET}  # kind: class -> quiet subclass
 
 
 def quiet_kombu_redis() -> None:
@@ -35,7 +36,7 @@ def quiet_kombu_redis() -> None:
     @functools.wraps(create)
     def create_quiet_client(channel: Any, *args: Any, **kwargs: Any) -> Any:
         client = create(channel, *args, **kwargs)
-        client.__class__ = _quiet_client_class(client.__class__)
+        client.__class__ = _quiet(client.__class__, _CLIENT)
         return client
 
     transport.Channel._create_client = create_quiet_client  # type: ignore[method-assign,assignment]
@@ -45,54 +46,60 @@ def quiet_kombu_redis() -> None:
 
 
 def _quiet_pools_of(channel_class: type) -> None:
-    """Connections that kombu opens itself, outside any command (to listen for fanout messages), are quiet too."""
+    """Connections that kombu opens itself, outside any command (to listen for fanout messages), connect quietly too."""
     get_pool = vars(channel_class)["_get_pool"]
 
     @functools.wraps(get_pool)
     def get_quiet_pool(channel: Any, *args: Any, **kwargs: Any) -> Any:
         pool = get_pool(channel, *args, **kwargs)
-        pool.connection_class = _quiet_class(pool.connection_class, _CONNECTION)
+        pool.__class__ = _quiet(pool.__class__, _POOL)
         return pool
 
     channel_class._get_pool = get_quiet_pool  # type: ignore[attr-defined]
 
 
-@functools.cache
-def _quiet_client_class(cls: Any) -> Any:
-    def pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
-        pipe = cls.pipeline(self, *args, **kwargs)
-        pipe.__class__ = _quiet_class(pipe.__class__, _PIPELINE)
-        return pipe
-
-    return _made_quiet(cls, None, {"pipeline": pipeline})
-
-
-@functools.cache
-def _quiet_class(cls: Any, names: tuple[str, ...]) -> Any:
-    return _made_quiet(cls, names, {})
+def _quiet(cls: Any, kind: str) -> Any:
+    """The quiet subclass of ``cls``, made once: kept while ``cls`` lives, or, for a class made in a function
+    (kombu makes a connection class for each channel), while objects of it do, so that neither outlives its use."""
+    known = _MADE[kind].get(cls)
+    made = known() if isinstance(known, weakref.ref) else known
+    if made is None:
+        made = _made_quiet(cls, kind)
+        _MADE[kind][cls] = weakref.ref(made) if "<locals>" in cls.__qualname__ else made
+    return made
 
 
-def _made_quiet(cls: type, names: tuple[str, ...] | None, extra: dict[str, Any]) -> type:
-    """``cls`` with ``names`` (None: a client's) run quietly; named as ``cls``, copied as a quiet one, pickled as ``cls`` would be."""
+def _made_quiet(cls: Any, kind: str) -> type:
+    """``cls`` with its methods of ``kind`` run quietly; named as ``cls``, copied as a quiet one, pickled as ``cls`` would be."""
     quiet = _quietly_running()
 
     def reduce_ex(self: Any, protocol: int) -> Any:
         reduced = object.__reduce_ex__(self, protocol)
         if protocol >= 2 and reduced[0] is _NEWOBJ:  # not this class by name (it is not where its name says)
-            return (_new_quiet, (cls, names), *reduced[2:])
+            return (_new_quiet, (cls, kind), *reduced[2:])
         return reduced
 
-    namespace: dict[str, Any] = {name: quiet(cls, name) for name in names or _CLIENT}
-    namespace.update(extra, __module__=cls.__module__, __qualname__=cls.__qualname__, __reduce_ex__=reduce_ex)
-    made = type(cls.__name__, (cls,), namespace)
-    if names == _CONNECTION:  # a pool holds the class itself, which pickle finds by name: here, under a name of its own
-        made.__module__, made.__qualname__ = __name__, f"_quiet_{id(made):x}"
-        globals()[made.__qualname__] = made
-    return made
+    namespace: dict[str, Any] = {name: quiet(cls, name) for name in _QUIET[kind]}
+    if kind == _CLIENT:
+        def pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
+            pipe = cls.pipeline(self, *args, **kwargs)
+            pipe.__class__ = _quiet(pipe.__class__, _PIPELINE)
+            return pipe
+
+        namespace["pipeline"] = pipeline
+    elif kind == _POOL:
+        def make_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+            connection = cls.make_connection(self, *args, **kwargs)
+            connection.__class__ = _quiet(connection.__class__, _CONNECTION)
+            return connection
+
+        namespace["make_connection"] = make_connection
+    namespace.update(__module__=cls.__module__, __qualname__=cls.__qualname__, __reduce_ex__=reduce_ex)
+    return type(cls.__name__, (cls,), namespace)
 
 
-def _new_quiet(cls: type, names: tuple[str, ...] | None) -> Any:
-    quiet: Any = _quiet_client_class(cls) if names is None else _quiet_class(cls, names)
+def _new_quiet(cls: type, kind: str) -> Any:
+    quiet: Any = _quiet(cls, kind)
     return quiet.__new__(quiet)
 
 
