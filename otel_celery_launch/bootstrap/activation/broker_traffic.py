@@ -23,6 +23,7 @@ from typing import Any
 
 _CLIENT, _PIPELINE, _POOL, _CONNECTION = "client", "pipeline", "pool", "connection"  # what a quiet class is made of
 _QUIET = {_CLIENT: ("execute_command",), _PIPELINE: ("execute", "immediate_execute_command"), _POOL: (), _CONNECTION: ("connect",)}
+_MAKES = {_CLIENT: ("pipeline", _PIPELINE), _POOL: ("make_connection", _CONNECTION)}
 _NEWOBJ = getattr(copyreg, "__newobj__")  # how an object is made again by default (protocol 2 and later)
 _MADE: dict[str, weakref.WeakKeyDictionary[type, Any]] = {kind: weakref.WeakKeyDictionary() for kind in _QUIET}  # kind: class -> quiet subclass
 
@@ -80,22 +81,20 @@ def _made_quiet(cls: Any, kind: str) -> type:
         return reduced
 
     namespace: dict[str, Any] = {name: quiet(cls, name) for name in _QUIET[kind]}
-    if kind == _CLIENT:
-        def pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
-            pipe = cls.pipeline(self, *args, **kwargs)
-            pipe.__class__ = _quiet(pipe.__class__, _PIPELINE)
-            return pipe
-
-        namespace["pipeline"] = pipeline
-    elif kind == _POOL:
-        def make_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
-            connection = cls.make_connection(self, *args, **kwargs)
-            connection.__class__ = _quiet(connection.__class__, _CONNECTION)
-            return connection
-
-        namespace["make_connection"] = make_connection
+    if kind in _MAKES:  # a client's pipelines, a pool's connections: quiet too
+        maker, made_kind = _MAKES[kind]
+        namespace[maker] = _quieting_what_it_makes(cls, maker, made_kind)
     namespace.update(__module__=cls.__module__, __qualname__=cls.__qualname__, __reduce_ex__=reduce_ex)
     return type(cls.__name__, (cls,), namespace)
+
+
+def _quieting_what_it_makes(cls: Any, maker: str, kind: str) -> Callable[..., Any]:
+    def make(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made = getattr(cls, maker)(self, *args, **kwargs)
+        made.__class__ = _quiet(made.__class__, kind)
+        return made
+
+    return make
 
 
 def _new_quiet(cls: type, kind: str) -> Any:
