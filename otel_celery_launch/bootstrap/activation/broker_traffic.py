@@ -4,13 +4,14 @@ With the redis instrumentation on, a worker on a Redis broker would export a roo
 every poll, restore and acknowledgement (about one a second when idle), and each publish
 would gain the LPUSH that the publish span already stands for. Each client kombu's Redis
 transport makes (several a task: kombu makes one for nearly every command), each pipeline of
-such a client, and each connection of kombu's pools becomes, by its class, a quiet subclass of
-what it is (made once per class, named as it is, copied and pickled as it would be): commands, pipelines and connects run with
-instrumentation suppressed, so what runs inside them (a Sentinel's master lookup as a connection
-opens, a credential provider's calls) is quiet too, and they go past the redis instrumentation's
-wrapper. A class swap keeps nothing on the object: no reference cycle delays its freeing (and the
-return of its connection to the pool). The program's own Redis clients, and Celery's Redis result
-backend, are traced as usual.
+such a client, each of kombu's pools and the connections they make become, by their class, a
+quiet subclass of what they are (made once per class and kept no longer than it; named as it
+is, copied and pickled as it would be): commands, pipelines and connects run with
+instrumentation suppressed, so what runs inside them (a Sentinel's master lookup as a
+connection opens, a credential provider's calls) is quiet too, and they go past the redis
+instrumentation's wrapper. A class swap keeps nothing on the object: no reference cycle delays
+its freeing (and the return of its connection to the pool). The program's own Redis clients,
+and Celery's Redis result backend, are traced as usual.
 """
 
 from __future__ import annotations
