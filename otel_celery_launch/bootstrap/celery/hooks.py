@@ -64,8 +64,7 @@ def instrument_celery(plan: Plan) -> None:
             if take_over_run_spans(instrumentor, run_metrics):
                 run_metrics = None  # recorded by the run span's receivers
     if run_metrics is not None:
-        signals.task_prerun.connect(run_metrics[0], weak=False)
-        signals.task_postrun.connect(run_metrics[1], weak=False)
+        run_metrics.connect()
     # Prefork children leave through os._exit, which skips atexit: hand the last telemetry over before that.
     signals.worker_process_shutdown.connect(_process_ending, weak=False)
     signals.worker_process_init.connect(_pool_process_started, weak=False)

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from otel_celery_launch.bootstrap.diagnostics import logger
 from otel_celery_launch.bootstrap.export.tally import TALLY
@@ -34,7 +34,19 @@ OUTCOMES = TALLY.counter("celery.task.outcomes", "{task}", "tasks finished, by o
 DURATION = TALLY.histogram("messaging.process.duration", "s", "time a task ran, by outcome", (TASK, QUEUE, OUTCOME), SECONDS_BUCKETS)
 WAIT = TALLY.histogram("celery.task.queue.wait", "s", "time from publish to the start of the run", (TASK, QUEUE), SECONDS_BUCKETS)
 _started: dict[str, tuple[float, str, str]] = {}  # task id: when it started, its name and queue
-RunReceivers = tuple[Callable[..., None], Callable[..., None]]  # task_prerun's, task_postrun's
+
+
+class RunReceivers(NamedTuple):
+    """The run's ``task_prerun`` and ``task_postrun`` receivers: connected on their own, or called by the run span's."""
+
+    started: Callable[..., None]
+    finished: Callable[..., None]
+
+    def connect(self) -> None:
+        from celery import signals
+
+        signals.task_prerun.connect(self.started, weak=False)
+        signals.task_postrun.connect(self.finished, weak=False)
 
 
 def record_celery_metrics(plan: Plan) -> RunReceivers:
@@ -52,7 +64,7 @@ def record_celery_metrics(plan: Plan) -> RunReceivers:
     signals.task_revoked.connect(_revoked, weak=False)
     signals.task_rejected.connect(_rejected, weak=False)
     signals.worker_ready.connect(lambda sender=None, **_: _observe_worker(sender, plan), weak=False)
-    return _started_run, _finished_run
+    return RunReceivers(_started_run, _finished_run)
 
 
 def _queue_of(request: Any) -> str:

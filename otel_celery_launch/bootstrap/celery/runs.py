@@ -20,8 +20,10 @@ a plan that wants the instrumentation's ``flower.task.runtime.seconds`` (its han
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otel_celery_launch.bootstrap.celery.metrics import RunReceivers
 
 _RUN_HANDLERS = ("_trace_prerun", "_trace_postrun")
 
@@ -36,11 +38,11 @@ class _Collected(dict):  # type: ignore[type-arg]
         self[key] = value
 
 
-def take_over_run_spans(instrumentor: Any, metrics: tuple[Callable[..., None], Callable[..., None]] | None = None) -> bool:
+def take_over_run_spans(instrumentor: Any, metrics: RunReceivers | None = None) -> bool:
     """Swap the instrumentation's run handlers for the shorter path; False (nothing changed) if its parts are not all there.
 
-    ``metrics``: the run's ``task_prerun`` and ``task_postrun`` receivers of the launcher's metrics,
-    called from these instead of connected (taking the request too, looked up once).
+    ``metrics``: the launcher's run metrics, called from these instead of connected (taking the
+    request too, looked up once).
     """
     from celery import signals
     from opentelemetry import context, trace
@@ -59,8 +61,6 @@ def take_over_run_spans(instrumentor: Any, metrics: tuple[Callable[..., None], C
     attach_run, retrieve_run, detach_run, from_context = package.attach_context, package.retrieve_context, package.detach_context, package.set_attributes_from_context
     missing = logging.getLogger(instrumentation.__name__)
 
-    metrics_started, metrics_ended = metrics or (None, None)
-
     def run_started(task: Any = None, task_id: str | None = None, **_: Any) -> None:
         request = None
         try:
@@ -71,15 +71,15 @@ def take_over_run_spans(instrumentor: Any, metrics: tuple[Callable[..., None], C
                 token = attach(set_span_in_context(span, parent))
                 attach_run(task, task_id, span, None, token)  # where the failure and retry handlers look
         finally:  # counted whatever happened to the span, as by a receiver of their own
-            if metrics_started is not None:
-                metrics_started(task_id=task_id, task=task, request=request)
+            if metrics is not None:
+                metrics.started(task_id=task_id, task=task, request=request)
 
     def run_ended(**kwargs: Any) -> None:
         try:
             end_run(kwargs)
         finally:
-            if metrics_ended is not None:
-                metrics_ended(task_id=kwargs.get("task_id"), task=kwargs.get("task"), state=kwargs.get("state"))
+            if metrics is not None:
+                metrics.finished(task_id=kwargs.get("task_id"), task=kwargs.get("task"), state=kwargs.get("state"))
 
     def end_run(kwargs: dict[str, Any]) -> None:
         task, task_id = kwargs.get("task"), kwargs.get("task_id")
@@ -107,8 +107,7 @@ def take_over_run_spans(instrumentor: Any, metrics: tuple[Callable[..., None], C
         signals.task_prerun.disconnect(run_started)
         signals.task_postrun.disconnect(run_ended)
         if metrics is not None:
-            signals.task_prerun.connect(metrics[0], weak=False)
-            signals.task_postrun.connect(metrics[1], weak=False)
+            metrics.connect()
         del instrumentor._uninstrument
         instrumentor._uninstrument(**kwargs)
 

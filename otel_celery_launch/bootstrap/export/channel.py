@@ -10,8 +10,9 @@ the process ends is said by the process itself). Items join a queue per kind wit
 atomic append, safe in a signal handler); threads share the connection under a real lock, held only
 for a non-blocking ``send``, so neither a gevent or eventlet switch nor a fork can leave it held (this
 module is imported at start, before any monkey-patching, and keeps the real lock, thread and sleep); a
-signal handler that ends a span while its thread holds the lock leaves the span to the flusher. A program may close every descriptor it has, ours included, and reuse the
-number: the connection is checked to be ours before each write, and never closed otherwise.
+signal handler that ends a span while its thread holds the lock leaves the span to the flusher. A
+program may close every descriptor it has, ours included, and reuse the number: the connection is
+checked to be ours before each write, and never closed otherwise.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Channel:
         """
         waiting = self._waiting[kind]
         waiting.extend(items)
-        if self._flusher and self._coalesce and len(waiting) < HOLD_LIMIT and time.monotonic() - self._written_at < COALESCE:
+        if self._flusher and self._coalescing(len(waiting)):
             self._wake_flusher()
             return
         thread = _thread.get_ident()
@@ -108,13 +109,16 @@ class Channel:
             except RuntimeError:  # another thread woke it first
                 pass
 
+    def _coalescing(self, held: int) -> bool:
+        """Whether ``held`` items of a kind may wait for the flusher: the last write was a moment ago."""
+        return self._coalesce and held < HOLD_LIMIT and time.monotonic() - self._written_at < COALESCE
+
     def _write_or_leave(self, held: int) -> None:
         """Write now after a quiet spell; otherwise leave the items to the flusher, woken if it sleeps."""
-        now = time.monotonic()
-        if self._coalesce and now - self._written_at < COALESCE and held < HOLD_LIMIT and self._has_flusher():
+        if self._coalescing(held) and self._has_flusher():
             self._wake_flusher()
             return
-        self._written_at = now
+        self._written_at = time.monotonic()
         self._frame_held()
         if self._pending and not self._write():
             self._lost()
