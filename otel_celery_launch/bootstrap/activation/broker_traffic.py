@@ -109,6 +109,8 @@ def _quietly_running() -> Callable[[type, str], Callable[..., Any]]:
 
     The suppression is what the package's ``suppress_instrumentation()`` puts in the context, found
     once and set by hand: a fifth of the cost of entering that context manager (two nested generators).
+    Where nothing else is in the context (a worker's consumer, between tasks), the suppressed context
+    is the same each time, and made once.
     """
     from opentelemetry.context import Context, attach, detach, get_current, set_value
     from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -116,17 +118,19 @@ def _quietly_running() -> Callable[[type, str], Callable[..., Any]]:
     token = attach(Context())
     try:
         with suppress_instrumentation():
-            values = list(get_current().items())
+            suppressed = get_current()
     finally:
         detach(token)
+    values = list(suppressed.items())
 
     def quiet(cls: type, name: str) -> Callable[..., Any]:
         def run_quietly(self: Any, *args: Any, **kwargs: Any) -> Any:
             method = _past_the_redis_instrumentation(getattr(cls, name))  # looked up at each call: the instrumentation may come and go
             context = get_current()
-            for key, value in values:
-                context = set_value(key, value, context)
-            token = attach(context)
+            if context:
+                for key, value in values:
+                    context = set_value(key, value, context)
+            token = attach(context or suppressed)
             try:
                 return method(self, *args, **kwargs)
             finally:
