@@ -6,7 +6,8 @@ OTLP/gRPC receiver takes the spans. For each runner and pool: tasks per second o
 burst published by this script (untraced), and the resident memory of the worker's
 processes once warm, and the run spans the receiver got. The launcher runs twice: traces only, as
 opentelemetry-instrument is set, and with metrics on, exported every second, which gives
-what metrics add per task. Runs are interleaved round by round; medians printed, JSON written.
+what metrics add per task; and the SDK floor: bare, the program making one SDK span a run itself
+(``bench/programs/sdk_floor.py``). Runs are interleaved round by round; medians printed, JSON written.
 
     .venv/bin/python bench/worker_cost.py [--rounds 3] [--tasks 1000]
 """
@@ -29,9 +30,11 @@ from tests.processes import Output, clean_env, poll
 
 POOLS = {"solo": ["-P", "solo"], "prefork": ["-P", "prefork", "-c", "2"]}
 WITH_METRICS = "otel-celery-launch +metrics"
+FLOOR = "SDK span alone (floor)"  # bare, the program starting and ending one SDK span a run itself (bench/programs/sdk_floor.py)
 PROGRAMS = Path(__file__).parent / "programs"
 TASK, WARM = "counting_tasks.count", 8  # the benchmark's trivial task; tasks run before timing, to warm every process
-WORKER_RUNNERS = {**RUNNERS, WITH_METRICS: RUNNERS["otel-celery-launch"]}
+WORKER_RUNNERS = {**RUNNERS, WITH_METRICS: RUNNERS["otel-celery-launch"], FLOOR: RUNNERS["bare"]}
+UNTRACED = ("bare", FLOOR)  # runners whose spans, if any, are not exported
 
 
 def rss_mib(pid: int) -> float:
@@ -49,7 +52,9 @@ def children(pid: int) -> list[int]:
 def run_once(runner: str, pool: str, receiver: Receiver, tasks: int, defaults: bool = False) -> dict[str, float]:
     """One worker's run; ``defaults``: each launcher with its own defaults, only the endpoint given."""
     env = clean_env(CELERY_BROKER_URL=BROKER)
-    if runner != "bare" and defaults:
+    if runner == FLOOR:
+        env["BENCH_SDK_FLOOR"] = "1"
+    elif runner != "bare" and defaults:
         env |= {"OTEL_SERVICE_NAME": "bench-worker", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.grpc_port}"}
     elif runner != "bare":
         env |= otlp_env("bench-worker", f"http://127.0.0.1:{receiver.grpc_port}")
@@ -81,7 +86,7 @@ def run_once(runner: str, pool: str, receiver: Receiver, tasks: int, defaults: b
     worker.wait(60)
     output.finish()
     spans = 0
-    if runner != "bare":  # spans still in flight after exit: give them a moment
+    if runner not in UNTRACED:  # spans still in flight after exit: give them a moment
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and len(receiver.named(f"run/{TASK}")) < tasks + WARM:
             time.sleep(0.05)
@@ -110,7 +115,7 @@ def main() -> None:
         medians = {key: statistics.median(run[key] for run in measured) for key in measured[0]}
         bare = {key: statistics.median(run[key] for run in runs[(pool, "bare")]) for key in measured[0]}
         added = (medians["rss_mib"] - bare["rss_mib"]) / medians["processes"]
-        spans = "-" if runner == "bare" else f"{medians['run_spans']:.0f}/{args.tasks + WARM}"
+        spans = "-" if runner in UNTRACED else f"{medians['run_spans']:.0f}/{args.tasks + WARM}"
         print(f"{pool:8} {runner:26} {medians['tasks_per_s']:8.0f} {medians['tasks_per_s'] / bare['tasks_per_s']:7.2f} "
               f"{medians['rss_mib']:8.1f} {added:13.1f} {spans:>11}")
         results.append({"pool": pool, "runner": runner, **medians, "added_mib_per_process": added})

@@ -9,9 +9,12 @@ import os
 
 from celery import Celery
 
+import sdk_floor
+
 app = Celery("counting_tasks", broker=os.environ["CELERY_BROKER_URL"])
 app.conf.task_ignore_result = True
 _opened: dict[int, int] = {}  # pid: descriptor
+sdk_floor.install_if_asked()
 
 
 @app.task

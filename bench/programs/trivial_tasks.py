@@ -12,8 +12,11 @@ import uuid
 from celery import Celery
 from celery.app.trace import build_tracer
 
+import sdk_floor
+
 app = Celery("bench", broker="memory://", set_as_current=True)
 app.conf.task_ignore_result = True
+sdk_floor.install_if_asked()
 
 
 @app.task
