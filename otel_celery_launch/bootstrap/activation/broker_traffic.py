@@ -110,7 +110,8 @@ def _quietly_running() -> Callable[[type, str], Callable[..., Any]]:
     The suppression is what the package's ``suppress_instrumentation()`` puts in the context, found
     once and set by hand: a fifth of the cost of entering that context manager (two nested generators).
     Where nothing else is in the context (a worker's consumer, between tasks), the suppressed context
-    is the same each time, and made once.
+    is the same each time, made once; a quiet call inside it (a pipeline's connection, checked to be
+    connected at each use) runs as it is.
     """
     from opentelemetry.context import Context, attach, detach, get_current, set_value
     from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -127,6 +128,8 @@ def _quietly_running() -> Callable[[type, str], Callable[..., Any]]:
         def run_quietly(self: Any, *args: Any, **kwargs: Any) -> Any:
             method = _past_the_redis_instrumentation(getattr(cls, name))  # looked up at each call: the instrumentation may come and go
             context = get_current()
+            if context is suppressed:  # inside another quiet call (a pipeline's connection connecting)
+                return method(self, *args, **kwargs)
             if context:
                 for key, value in values:
                     context = set_value(key, value, context)
