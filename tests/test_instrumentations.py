@@ -268,11 +268,12 @@ channel = Connection(os.environ["CELERY_BROKER_URL"], transport_options={"global
 client = channel._create_client()
 pipe = client.pipeline()
 print(repr(type(client)), repr(type(pipe)), repr(type(copy.copy(client))), isinstance(client, __import__("redis").Redis))
-for thing in (client, pipe):
-    try:
-        pickle.dumps(thing)
-    except Exception as error:
-        print(type(error).__name__, error)
+for thing in (client, pipe, channel.pool.get_connection()):
+    for protocol in (0, 1, pickle.DEFAULT_PROTOCOL):
+        try:
+            pickle.dumps(thing, protocol)
+        except Exception as error:
+            print(type(error).__name__, error)
 print(weakref.ref(channel._create_client())() is None, weakref.ref(channel._create_client().pipeline())() is None)
 gc.enable()
 

@@ -26,6 +26,7 @@ _CLIENT, _PIPELINE, _POOL, _CONNECTION = "client", "pipeline", "pool", "connecti
 _QUIET = {_CLIENT: ("execute_command",), _PIPELINE: ("execute", "immediate_execute_command"), _POOL: (), _CONNECTION: ("connect",)}
 _MAKES = {_CLIENT: ("pipeline", _PIPELINE), _POOL: ("make_connection", _CONNECTION)}
 _NEWOBJ = getattr(copyreg, "__newobj__")  # how an object is made again by default (protocol 2 and later)
+_RECONSTRUCTOR = getattr(copyreg, "_reconstructor")  # and by protocols 0 and 1
 _MADE: dict[str, weakref.WeakKeyDictionary[type, Any]] = {kind: weakref.WeakKeyDictionary() for kind in _QUIET}  # kind: class -> quiet subclass
 
 
@@ -79,6 +80,8 @@ def _made_quiet(cls: Any, kind: str) -> type:
         reduced = object.__reduce_ex__(self, protocol)
         if protocol >= 2 and reduced[0] is _NEWOBJ:  # not this class by name (it is not where its name says)
             return (_new_quiet, (cls, kind), *reduced[2:])
+        if reduced[0] is _RECONSTRUCTOR and reduced[1][0] is type(self):  # protocols 0 and 1: as ``cls``, which they name
+            return (_RECONSTRUCTOR, (cls, *reduced[1][1:]), *reduced[2:])
         return reduced
 
     namespace: dict[str, Any] = {name: quiet(cls, name) for name in _QUIET[kind]}
