@@ -23,6 +23,8 @@ RUNNERS = {
     "otel-celery-launch": [str(BIN / "otel-celery-launch"), "--"],
     "opentelemetry-instrument": [str(BIN / "opentelemetry-instrument")],
 }
+FLOOR = "SDK span alone (floor)"  # bare, the program starting and ending one SDK span a run itself
+FLOOR_ENV = {"BENCH_SDK_FLOOR": "1"}  # read by bench/programs/sdk_floor.py
 
 
 def otlp_env(service: str, endpoint: str, protocol: str = "grpc") -> dict[str, str]:

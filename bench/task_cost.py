@@ -23,15 +23,15 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from common import RESULTS, RUNNERS  # also puts the repository on sys.path
-from worker_cost import FLOOR, POOLS, run_once
+from common import FLOOR, FLOOR_ENV, RESULTS, RUNNERS  # also puts the repository on sys.path
+from worker_cost import POOLS, run_once
 from tests.otlp_receiver import Receiver
 from tests.processes import clean_env
 
 PROGRAM = Path(__file__).parent / "programs" / "trivial_tasks.py"
 VARIANTS = {
     "bare": (RUNNERS["bare"], {}),
-    FLOOR: (RUNNERS["bare"], {"BENCH_SDK_FLOOR": "1"}),
+    FLOOR: (RUNNERS["bare"], FLOOR_ENV),
     "otel-celery-launch": (RUNNERS["otel-celery-launch"], {}),
     "otel-celery-launch, metrics off": (RUNNERS["otel-celery-launch"], {"OTEL_METRICS_EXPORTER": "none"}),
     "opentelemetry-instrument": (RUNNERS["opentelemetry-instrument"], {}),

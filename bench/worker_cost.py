@@ -24,13 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BROKER, RESULTS, RUNNERS, otlp_env, purge_queue  # also puts the repository on sys.path
+from common import BROKER, FLOOR, FLOOR_ENV, RESULTS, RUNNERS, otlp_env, purge_queue  # also puts the repository on sys.path
 from tests.otlp_receiver import Receiver
 from tests.processes import Output, clean_env, poll
 
 POOLS = {"solo": ["-P", "solo"], "prefork": ["-P", "prefork", "-c", "2"]}
 WITH_METRICS = "otel-celery-launch +metrics"
-FLOOR = "SDK span alone (floor)"  # bare, the program starting and ending one SDK span a run itself (bench/programs/sdk_floor.py)
 PROGRAMS = Path(__file__).parent / "programs"
 TASK, WARM = "counting_tasks.count", 8  # the benchmark's trivial task; tasks run before timing, to warm every process
 WORKER_RUNNERS = {**RUNNERS, WITH_METRICS: RUNNERS["otel-celery-launch"], FLOOR: RUNNERS["bare"]}
@@ -53,7 +52,7 @@ def run_once(runner: str, pool: str, receiver: Receiver, tasks: int, defaults: b
     """One worker's run; ``defaults``: each launcher with its own defaults, only the endpoint given."""
     env = clean_env(CELERY_BROKER_URL=BROKER)
     if runner == FLOOR:
-        env["BENCH_SDK_FLOOR"] = "1"
+        env |= FLOOR_ENV
     elif runner != "bare" and defaults:
         env |= {"OTEL_SERVICE_NAME": "bench-worker", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.grpc_port}"}
     elif runner != "bare":
